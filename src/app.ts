@@ -1,0 +1,146 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import { Agent, type Dispatcher } from 'undici'
+import type { Config } from './config.js'
+import type { Clock } from './credentials/clock.js'
+import { createEcrClient, ecrTokenFetcher, type FetchToken } from './credentials/ecr-token.js'
+import { TokenRefresher } from './credentials/refresher.js'
+import { createLogger } from './logger.js'
+import { sendRegistryError } from './registry/errors.js'
+import { registryOrigin, toOrigin } from './upstream/endpoint.js'
+import forward from './upstream/forward.js'
+import { singleUpstreamRouter, type Upstream } from './upstream/routing.js'
+
+/** The seams tests replace; production uses the defaults. */
+export interface AppDeps {
+  fetchToken?: FetchToken
+  /** Region used to build a registry origin from --registry-id when config.region is unset. */
+  resolveRegion?: () => Promise<string | undefined>
+  clock?: Clock
+  random?: () => number
+  dispatcher?: Dispatcher
+  logger?: Logger
+}
+
+export interface App {
+  app: FastifyInstance
+  upstream: Upstream
+}
+
+export function createDispatcher (): Dispatcher {
+  return new Agent({
+    // Certificates toward the registry are always verified.
+    connect: { rejectUnauthorized: true },
+    keepAliveTimeout: 30_000
+  })
+}
+
+/** Builds the proxy; never listens, so tests drive it with inject() or listen on port 0. */
+export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App> {
+  const logger = deps.logger ?? createLogger(config.logLevel)
+  let fetchToken = deps.fetchToken
+  let resolveRegion = deps.resolveRegion
+  if (fetchToken === undefined || resolveRegion === undefined) {
+    const client = createEcrClient(config.region)
+    fetchToken ??= ecrTokenFetcher(client)
+    resolveRegion ??= async () => await client.config.region()
+  }
+
+  const credentials = new TokenRefresher({
+    fetchToken,
+    log: logger.child({ component: 'credentials' }),
+    ...(deps.clock === undefined ? {} : { clock: deps.clock }),
+    ...(deps.random === undefined ? {} : { random: deps.random }),
+    refreshFraction: config.refresh.fraction,
+    minRetryMs: config.refresh.minRetrySeconds * 1000,
+    maxRetryMs: config.refresh.maxRetrySeconds * 1000,
+    rejectedIntervalMs: config.refresh.rejectedIntervalSeconds * 1000
+  })
+  const upstream: Upstream = { origin: await configuredOrigin(config, resolveRegion), credentials }
+  if (upstream.origin === undefined) {
+    credentials.onToken((token) => {
+      if (token.proxyEndpoint !== undefined && upstream.origin === undefined) {
+        upstream.origin = toOrigin(token.proxyEndpoint)
+        logger.info({ upstream: upstream.origin }, 'forwarding to the registry GetAuthorizationToken named')
+      }
+    })
+  }
+
+  const app: FastifyInstance = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    // One access-log line per request, written by the onResponse hook below.
+    logController: new LogController({ disableRequestLogging: true }),
+    return503OnClosing: true
+  })
+
+  const dispatcher = deps.dispatcher ?? createDispatcher()
+  app.addHook('onReady', async () => { credentials.start() })
+  app.addHook('onClose', async () => {
+    credentials.stop()
+    if (deps.dispatcher === undefined) await dispatcher.close()
+  })
+
+  app.addHook('onRequest', async (request, reply) => {
+    // Only origin-form targets: an absolute-form target would let the client pick the host.
+    if (request.raw.url?.startsWith('/') !== true) {
+      sendRegistryError(reply, 400, 'UNSUPPORTED', 'absolute-form request targets are not accepted; this is not a forward proxy')
+      return reply
+    }
+  })
+
+  app.addHook('onResponse', async (request, reply) => {
+    const proxied = request.proxied
+    const url = request.raw.url ?? ''
+    const queryAt = url.indexOf('?')
+    request.log.info({
+      method: request.method,
+      path: queryAt === -1 ? url : url.slice(0, queryAt),
+      kind: proxied?.registry.kind ?? null,
+      repository: proxied?.registry.name ?? null,
+      status: reply.statusCode,
+      bytesOut: Number(reply.getHeader('content-length') ?? 0) || null,
+      bytesIn: Number(request.headers['content-length'] ?? 0) || null,
+      durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+      ...(proxied?.replayed === true ? { replayed: true } : {})
+    }, 'request')
+  })
+
+  app.get('/healthz', async () => ({ status: 'ok' }))
+  app.get('/readyz', async (_request, reply) => {
+    const status = credentials.status()
+    const ready = status.ready && upstream.origin !== undefined
+    reply.code(ready ? 200 : 503)
+    return { ready, upstream: upstream.origin ?? null, token: status }
+  })
+
+  await app.register(forward, { router: singleUpstreamRouter(upstream), dispatcher })
+
+  app.setNotFoundHandler(async (request, reply) => {
+    const path = request.url.split('?', 1)[0] ?? ''
+    if (path === '/v2' || path.startsWith('/v2/')) {
+      sendRegistryError(reply, 405, 'UNSUPPORTED', `method ${request.method} is not part of the registry API`)
+    } else {
+      sendRegistryError(reply, 404, 'NOT_FOUND', 'only the registry API (/v2/) is served here')
+    }
+    return reply
+  })
+
+  app.setErrorHandler(async (error: Error & { statusCode?: number }, request, reply) => {
+    const status = error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
+    if (status >= 500) request.log.error({ err: error }, 'request failed')
+    sendRegistryError(reply, status, status >= 500 ? 'UNAVAILABLE' : 'UNSUPPORTED', status >= 500 ? 'internal proxy error' : error.message)
+    return reply
+  })
+
+  return { app, upstream }
+}
+
+async function configuredOrigin (config: Config, resolveRegion: () => Promise<string | undefined>): Promise<string | undefined> {
+  if (config.upstream !== undefined) return toOrigin(config.upstream)
+  if (config.registryId === undefined) return undefined
+  const region = config.region ?? await resolveRegion().catch(() => undefined)
+  if (region === undefined) {
+    throw new Error('--registry-id needs a region: set --region, ECR_PROXY_REGION or AWS_REGION')
+  }
+  return registryOrigin({ registryId: config.registryId, region, fips: config.fips, dualStack: config.dualStack })
+}

@@ -1,0 +1,56 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs'
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.js'
+import { ConfigError, helpText, loadConfig, parseCommandLine } from './config.js'
+import { createLogger } from './logger.js'
+
+async function main (): Promise<number> {
+  let config
+  try {
+    const args = parseCommandLine(process.argv.slice(2))
+    if (args.help) {
+      process.stdout.write(helpText())
+      return 0
+    }
+    if (args.version) {
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+      process.stdout.write(`${pkg.version}\n`)
+      return 0
+    }
+    config = loadConfig(args)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    process.stderr.write(`ecr-auth-proxy: ${err.message}\n`)
+    return 2
+  }
+
+  const logger = createLogger(config.logLevel)
+  let built
+  try {
+    built = await buildApp(config, { logger })
+  } catch (err) {
+    logger.fatal(`cannot start: ${(err as Error).message}`)
+    return 1
+  }
+  const { app } = built
+  closeWithGrace({ delay: 30_000, logger }, async ({ signal, err }) => {
+    if (err !== undefined) logger.error({ err }, 'shutting down after an error')
+    else logger.info({ signal }, 'shutting down')
+    await app.close()
+  })
+  try {
+    await app.listen({ host: config.host, port: config.port })
+  } catch (err) {
+    logger.fatal(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`)
+    return 1
+  }
+  return -1
+}
+
+main().then((code) => {
+  if (code >= 0) process.exitCode = code
+}, (err: unknown) => {
+  process.stderr.write(`ecr-auth-proxy: ${(err as Error).stack ?? String(err)}\n`)
+  process.exitCode = 1
+})

@@ -1,0 +1,29 @@
+export interface RegistryEndpointOptions {
+  registryId: string
+  region: string
+  fips?: boolean
+  dualStack?: boolean
+}
+
+/**
+ * The registry origin of an account and region. China regions live under amazonaws.com.cn;
+ * dual-stack endpoints use the `dkr-ecr` label under on.aws (on.amazonwebservices.com.cn in China).
+ */
+export function registryOrigin ({ registryId, region, fips = false, dualStack = false }: RegistryEndpointOptions): string {
+  const china = region.startsWith('cn-')
+  if (fips && china) throw new Error(`ECR has no FIPS endpoint in ${region}`)
+  if (dualStack) {
+    const label = fips ? 'dkr-ecr-fips' : 'dkr-ecr'
+    return `https://${registryId}.${label}.${region}.${china ? 'on.amazonwebservices.com.cn' : 'on.aws'}`
+  }
+  return `https://${registryId}.${fips ? 'dkr.ecr-fips' : 'dkr.ecr'}.${region}.${china ? 'amazonaws.com.cn' : 'amazonaws.com'}`
+}
+
+/** Normalises an origin given in config or by GetAuthorizationToken: scheme://host[:port], no path. */
+export function toOrigin (url: string): string {
+  const parsed = new URL(url)
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') {
+    throw new Error(`registry URL must be http:// or https://, got ${parsed.protocol}`)
+  }
+  return parsed.origin
+}

@@ -1,0 +1,179 @@
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Readable } from 'node:stream'
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import fp from 'fastify-plugin'
+import httpProxy from '@fastify/http-proxy'
+import type { Dispatcher } from 'undici'
+import { TokenUnavailableError } from '../credentials/refresher.js'
+import { sendRegistryError } from '../registry/errors.js'
+import { classify, type RegistryRequest } from '../registry/routes.js'
+import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
+import type { Route, Router } from './routing.js'
+
+export interface ForwardOptions {
+  router: Router
+  dispatcher: Dispatcher
+}
+
+/** What the proxy decided about one request; read by the access log. */
+export interface ProxiedRequest {
+  registry: RegistryRequest
+  route: Route
+  origin: string
+  token: string
+  replayed: boolean
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    proxied: ProxiedRequest | null
+  }
+}
+
+type ReplyOptions = NonNullable<Parameters<FastifyReply['from']>[1]>
+type ProxyRequest = Parameters<NonNullable<ReplyOptions['onResponse']>>[0]
+type ProxyReply = Parameters<NonNullable<ReplyOptions['onResponse']>>[1]
+
+function proxiedOf (request: { proxied: ProxiedRequest | null } | undefined): ProxiedRequest {
+  const proxied = request?.proxied
+  if (proxied === undefined || proxied === null) throw new Error('request was not routed')
+  return proxied
+}
+
+const REJECTION_BODY_LIMIT = 64 * 1024
+
+/**
+ * Forwards every `/v2/…` request to its upstream: the body streams through untouched, the
+ * client's Authorization is replaced by the ECR token, and the response streams back with
+ * Location and Link pointing at the proxy.
+ */
+async function forward (app: FastifyInstance, options: ForwardOptions): Promise<void> {
+  app.decorateRequest('proxied', null)
+
+  const replyOptions: ReplyOptions = {
+    getUpstream: (request) => proxiedOf(request).origin,
+    rewriteRequestHeaders: (request, headers) =>
+      upstreamRequestHeaders(headers as IncomingHttpHeaders, `Basic ${proxiedOf(request).token}`),
+    rewriteHeaders: (headers, request) =>
+      clientResponseHeaders(headers, proxiedOf(request).origin) as Record<string, string>,
+    onResponse: (request, reply, res) => {
+      if (res.statusCode === 401 || res.statusCode === 403) {
+        recoverFromRejection(request, reply, res.statusCode, res.stream as Readable).catch((err: unknown) => {
+          request.log.error({ err }, 'recovering from a rejected token failed')
+          if (!reply.sent) sendRegistryError(reply, 502, 'UNAVAILABLE', 'the registry rejected the request and the proxy could not recover')
+        })
+        return
+      }
+      reply.send(res.stream)
+    },
+    onError: (reply, { error }) => {
+      const cause = (error as Error & { cause?: { code?: string, message?: string } }).cause
+      const origin = reply.request.proxied?.origin ?? 'the registry'
+      const timedOut = (error as { statusCode?: number }).statusCode === 504 || /TIMEOUT/.test(cause?.code ?? '')
+      if (timedOut) {
+        sendRegistryError(reply, 504, 'UNAVAILABLE', `${origin} did not answer in time`)
+      } else {
+        sendRegistryError(reply, 502, 'UNAVAILABLE', `${origin} could not be reached: ${cause?.message ?? error.message}${cause?.code === undefined ? '' : ` (${cause.code})`}`)
+      }
+    },
+    // A kept-alive connection the upstream closed while idle fails at once; an idempotent
+    // request without a body is safe to send again, once.
+    retryDelay: ({ err, req, attempt }) =>
+      err !== undefined && err !== null && attempt === 0 && (req.method === 'GET' || req.method === 'HEAD') &&
+      ((err as { code?: string }).code === 'UND_ERR_SOCKET' || (err as { code?: string }).code === 'ECONNRESET')
+        ? 1
+        : null
+  }
+
+  await app.register(httpProxy, {
+    upstream: '',
+    prefix: '/v2',
+    rewritePrefix: '/v2',
+    undici: options.dispatcher as never,
+    disableRequestLogging: true,
+    internalRewriteLocationHeader: false,
+    replyOptions,
+    preHandler: async (request, reply) => {
+      const url = request.url
+      const queryAt = url.indexOf('?')
+      const path = queryAt === -1 ? url : url.slice(0, queryAt)
+      if (!path.startsWith('/v2/')) {
+        return sendRegistryError(reply, 404, 'NOT_FOUND', 'registry API paths start with /v2/')
+      }
+      const classified = classify(path.slice(4))
+      if (!classified.ok) {
+        const status = classified.code === 'NOT_FOUND' ? 404 : 400
+        return sendRegistryError(reply, status, classified.code, classified.message)
+      }
+      const route = options.router(classified.request, path)
+      let token: string
+      try {
+        token = (await route.upstream.credentials.get()).token
+      } catch (err) {
+        if (!(err instanceof TokenUnavailableError)) throw err
+        return sendRegistryError(reply, 503, 'UNAVAILABLE', err.message)
+      }
+      const origin = route.upstream.origin
+      if (origin === undefined) {
+        return sendRegistryError(reply, 503, 'UNAVAILABLE', 'the registry address is not known yet')
+      }
+      request.proxied = { registry: classified.request, route, origin, token, replayed: false }
+    },
+    handler: (request, reply, _dest, handlerOptions) => {
+      const proxied = proxiedOf(request)
+      return reply.from(proxied.route.path, handlerOptions)
+    }
+  })
+
+  /**
+   * ECR answers 401 to a token it does not know and 403 DENIED to an expired one. Either way the
+   * token is replaced now; a GET or HEAD is sent again once with the new token, so the client
+   * never sees the failure. A request with a body has been streamed already and cannot be
+   * replayed: the client gets the registry's answer and retries with the new token.
+   */
+  async function recoverFromRejection (request: ProxyRequest, reply: ProxyReply, status: number, body: Readable): Promise<void> {
+    const proxied = proxiedOf(request)
+    const bytes = await readLimited(body, REJECTION_BODY_LIMIT)
+    const tokenRejected = status === 401 || (bytes !== undefined && isDenied(bytes))
+    if (tokenRejected) {
+      const replacement = await proxied.route.upstream.credentials.replacementFor(proxied.token)
+      const method = request.method
+      if (replacement !== undefined && !proxied.replayed && (method === 'GET' || method === 'HEAD') && !request.raw.destroyed) {
+        request.log.info({ status }, 'replaying the request with a new ECR token')
+        proxied.token = replacement.token
+        proxied.replayed = true
+        reply.removeHeader('connection')
+        for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name)
+        reply.from(proxied.route.path, replyOptions)
+        return
+      }
+    }
+    reply.send(bytes ?? '')
+  }
+}
+
+function isDenied (body: Buffer): boolean {
+  try {
+    const parsed = JSON.parse(body.toString('utf8')) as { errors?: Array<{ code?: unknown }> }
+    return Array.isArray(parsed.errors) && parsed.errors.some((e) => e.code === 'DENIED')
+  } catch {
+    return false
+  }
+}
+
+/** Reads a small error body; undefined (and the stream dropped) if it is larger than `limit`. */
+async function readLimited (stream: Readable, limit: number): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = []
+  let length = 0
+  for await (const chunk of stream) {
+    length += (chunk as Buffer).length
+    if (length > limit) {
+      stream.destroy()
+      return undefined
+    }
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks)
+}
+
+export default fp(forward, { name: 'ecr-auth-proxy-forward', fastify: '5.x' })

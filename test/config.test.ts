@@ -1,0 +1,90 @@
+import t from 'tap'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ConfigError, helpText, loadConfig, parseCommandLine, SETTINGS } from '../src/config.js'
+
+const load = (argv: string[], env: NodeJS.ProcessEnv = {}) => loadConfig(parseCommandLine(argv), env)
+
+function configFile (name: string, text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'ecr-proxy-config-'))
+  const file = join(dir, name)
+  writeFileSync(file, text)
+  return file
+}
+
+t.test('defaults listen on loopback port 5000', async (t) => {
+  const config = load([])
+  t.equal(config.host, '127.0.0.1')
+  t.equal(config.port, 5000)
+  t.equal(config.logLevel, 'info')
+  t.same(config.refresh, { fraction: 0.5, minRetrySeconds: 1, maxRetrySeconds: 60, rejectedIntervalSeconds: 10 })
+  t.equal(config.fips, false)
+  t.equal(config.registryId, undefined)
+})
+
+t.test('precedence: flag > environment > file > default', async (t) => {
+  const file = configFile('proxy.yaml', 'port: 7000\nregion: us-east-2\nregistryId: "600423610423"\nrefresh:\n  fraction: 0.25\n')
+  t.equal(load(['--config', file]).port, 7000)
+  t.equal(load(['--config', file], { ECR_PROXY_PORT: '7001' }).port, 7001)
+  t.equal(load(['--config', file, '--port', '7002'], { ECR_PROXY_PORT: '7001' }).port, 7002)
+  const config = load([], { ECR_PROXY_CONFIG: file, ECR_PROXY_REFRESH_MAX_RETRY_SECONDS: '30' })
+  t.equal(config.region, 'us-east-2')
+  t.equal(config.registryId, '600423610423')
+  t.same(config.refresh, { fraction: 0.25, minRetrySeconds: 1, maxRetrySeconds: 30, rejectedIntervalSeconds: 10 })
+})
+
+t.test('JSON config files are read too', async (t) => {
+  const file = configFile('proxy.json', JSON.stringify({ host: '::1', logLevel: 'debug', dualStack: true }))
+  const config = load(['--config', file])
+  t.equal(config.host, '::1')
+  t.equal(config.logLevel, 'debug')
+  t.equal(config.dualStack, true)
+})
+
+t.test('boolean flags and env values', async (t) => {
+  t.equal(load(['--fips']).fips, true)
+  t.equal(load([], { ECR_PROXY_FIPS: 'true' }).fips, true)
+  t.equal(load([], { ECR_PROXY_FIPS: '0' }).fips, false)
+  t.throws(() => load([], { ECR_PROXY_FIPS: 'maybe' }), { message: 'invalid configuration: fips (from ECR_PROXY_FIPS) must be true or false, got "maybe"' })
+})
+
+t.test('bad values name the key, the source and the value', async (t) => {
+  t.throws(() => load(['--port', 'abc']), new ConfigError('invalid configuration: port (from --port) must be a number, got "abc"'))
+  t.throws(() => load(['--port', '70000']), { message: /^invalid configuration: port \(from --port\) .*70000$/ })
+  t.throws(() => load(['--log-level', 'loud']), { message: 'invalid configuration: logLevel (from --log-level) must be one of fatal, error, warn, info, debug, trace, silent, got "loud"' })
+  t.throws(() => load([], { ECR_PROXY_REGISTRY_ID: '1234' }), { message: 'invalid configuration: registryId (from ECR_PROXY_REGISTRY_ID) must match ^[0-9]{12}$, got "1234"' })
+  t.throws(() => load(['--upstream', 'ftp://registry.example']), { message: /^invalid configuration: upstream \(from --upstream\) must match/ })
+  t.throws(() => load(['--upstream', 'https://user:pw@registry.example']), { message: /upstream/ })
+  const file = configFile('bad.yaml', 'port: 5000\nlisten: 1\n')
+  t.throws(() => load(['--config', file]), { message: `invalid configuration: listen (from config file ${file}) is not a known setting (see --help), got 1` })
+  const nested = configFile('nested.yaml', 'refresh:\n  fraction: 2\n')
+  t.throws(() => load(['--config', nested]), { message: /^invalid configuration: refresh\.fraction \(from config file .*nested\.yaml\) .*got 2$/ })
+})
+
+t.test('unreadable or malformed files and unknown flags are clear errors', async (t) => {
+  t.throws(() => load(['--config', '/nonexistent/proxy.yaml']), { name: 'ConfigError', message: /^cannot read config file \/nonexistent\/proxy\.yaml/ })
+  t.throws(() => load(['--config', configFile('list.yaml', '- a\n- b\n')]), { message: /must hold a mapping/ })
+  t.throws(() => load(['--config', configFile('broken.yaml', 'port: [\n')]), { message: /is not valid YAML or JSON/ })
+  t.throws(() => parseCommandLine(['--listen', 'x']), { name: 'ConfigError', message: /Unknown option '--listen'.*see --help/ })
+  t.throws(() => parseCommandLine(['serve']), { name: 'ConfigError' })
+})
+
+t.test('--help lists every flag with its environment variable and config key', async (t) => {
+  const help = helpText()
+  for (const s of SETTINGS) {
+    t.match(help, `--${s.flag}`)
+    t.match(help, s.env)
+    t.match(help, `[config: ${s.path.join('.')}]`)
+  }
+  t.match(help, 'ECR_PROXY_CONFIG')
+  t.match(help, 'AWS_ENDPOINT_URL_ECR')
+})
+
+t.test('the example configs in config/ are valid', async (t) => {
+  for (const name of ['ecr-auth-proxy.yaml', 'ecr-auth-proxy.json']) {
+    const config = load(['--config', join(import.meta.dirname, '..', 'config', name)])
+    t.equal(config.registryId, '600423610423', name)
+    t.equal(config.region, 'us-east-2', name)
+  }
+})
