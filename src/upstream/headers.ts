@@ -63,14 +63,14 @@ export function clientResponseHeaders (upstream: IncomingHttpHeaders | OutgoingH
  * presigned URLs) are left alone.
  */
 export function rewriteLocation (location: string, upstreamOrigin: string): string {
-  if (!location.startsWith(upstreamOrigin)) {
-    return sameOrigin(location, upstreamOrigin) ? location.slice(originLength(location)) || '/' : location
+  if (location.startsWith(upstreamOrigin)) {
+    const rest = location.slice(upstreamOrigin.length)
+    if (rest === '') return '/'
+    if (rest.startsWith('/') || rest.startsWith('?')) return rest
   }
-  const rest = location.slice(upstreamOrigin.length)
-  if (rest === '') return '/'
-  if (rest.startsWith('/') || rest.startsWith('?')) return rest
-  // e.g. origin https://host and location https://host.evil.example/: not ours.
-  return location
+  // The same origin written differently (explicit default port, upper-case host); anything
+  // else (S3, or a look-alike such as https://host.evil.example) is not ours.
+  return sameOrigin(location, upstreamOrigin) ? location.slice(originLength(location)) || '/' : location
 }
 
 /** `Link: <https://upstream/v2/…?last=…&n=…>; rel="next"` → `</v2/…?last=…&n=…>; rel="next"`. */
@@ -78,7 +78,6 @@ export function rewriteLink (link: string, upstreamOrigin: string): string {
   return link.replace(/<([^>]*)>/g, (whole, target: string) => `<${rewriteLocation(target, upstreamOrigin)}>`)
 }
 
-/** The same origin written differently, e.g. with the default port or upper-case host. */
 function sameOrigin (url: string, origin: string): boolean {
   if (!/^https?:\/\//i.test(url)) return false
   try {

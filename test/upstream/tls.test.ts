@@ -1,0 +1,53 @@
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createServer } from 'node:https'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { Agent } from 'undici'
+import { buildApp } from '../../src/app.js'
+import { loadConfig, parseCommandLine } from '../../src/config.js'
+import { closeServer } from '../helpers/listen.js'
+import { logSink } from '../helpers/log-sink.js'
+
+function selfSigned (): { key: Buffer, cert: Buffer } {
+  const dir = mkdtempSync(join(tmpdir(), 'ecr-proxy-tls-'))
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1',
+      '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })
+    return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+t.test('the upstream certificate is verified', async (t) => {
+  const { key, cert } = selfSigned()
+  const seen: Array<string | undefined> = []
+  const server = createServer({ key, cert }, (req, res) => {
+    seen.push(req.headers.authorization)
+    res.writeHead(200, { 'content-type': 'application/json', 'docker-distribution-api-version': 'registry/2.0' }).end('{}')
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => closeServer(server as never))
+  const address = server.address()
+  const upstream = `https://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+  const config = loadConfig(parseCommandLine(['--upstream', upstream]), {})
+  const fetchToken = async () => ({ token: 'QVdTOnNlY3JldA==', expiresAt: new Date(Date.now() + 3_600_000) })
+
+  const strict = await buildApp(config, { fetchToken, logger: logSink().logger })
+  t.teardown(() => strict.app.close())
+  const refused = await strict.app.inject({ method: 'GET', url: '/v2/' })
+  t.equal(refused.statusCode, 502)
+  t.equal(refused.json().errors[0].code, 'UNAVAILABLE')
+  t.match(refused.json().errors[0].message, new RegExp(`^${upstream} could not be reached: .*self-signed certificate`))
+  t.same(seen, [], 'no request, and so no token, reached an unverified server')
+
+  // Trusting the certificate (as NODE_EXTRA_CA_CERTS does for the CLI) makes it work.
+  const trusting = await buildApp(config, { fetchToken, logger: logSink().logger, dispatcher: new Agent({ connect: { ca: cert } }) })
+  t.teardown(() => trusting.app.close())
+  const ok = await trusting.app.inject({ method: 'GET', url: '/v2/' })
+  t.equal(ok.statusCode, 200)
+  t.same(seen, ['Basic QVdTOnNlY3JldA=='])
+})
