@@ -2,7 +2,7 @@
 // Raise them as coverage grows; never lower them to make a change pass.
 import { readFileSync } from 'node:fs'
 
-const THRESHOLDS = { lines: 90, statements: 90, functions: 90, branches: 80 }
+const THRESHOLDS = { lines: 95, statements: 95, functions: 95, branches: 88 }
 
 const summary = JSON.parse(readFileSync(new URL('../.tap/report/coverage-summary.json', import.meta.url), 'utf8')).total
 let failed = false

@@ -1,4 +1,5 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
 import type { Config } from './config.js'
@@ -6,6 +7,7 @@ import type { Clock } from './credentials/clock.js'
 import { createEcrClient, ecrTokenFetcher, type FetchToken } from './credentials/ecr-token.js'
 import { TokenRefresher } from './credentials/refresher.js'
 import { createLogger } from './logger.js'
+import { ProxyMetrics } from './ops/metrics.js'
 import { sendRegistryError } from './registry/errors.js'
 import { registryOrigin, toOrigin } from './upstream/endpoint.js'
 import forward from './upstream/forward.js'
@@ -25,6 +27,14 @@ export interface AppDeps {
 export interface App {
   app: FastifyInstance
   upstream: Upstream
+  metrics: ProxyMetrics
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Kept because a closed connection is detached from its request before onResponse. */
+    clientSocket: Socket | null
+  }
 }
 
 export function createDispatcher (): Dispatcher {
@@ -57,6 +67,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     rejectedIntervalMs: config.refresh.rejectedIntervalSeconds * 1000
   })
   const upstream: Upstream = { origin: await configuredOrigin(config, resolveRegion), credentials }
+  const metrics = new ProxyMetrics({ repositoryLabel: config.metrics.repositoryLabel })
+  metrics.watchCredentials(credentials, deps.clock === undefined ? Date.now : () => (deps.clock as Clock).now())
   if (upstream.origin === undefined) {
     credentials.onToken((token) => {
       if (token.proxyEndpoint !== undefined && upstream.origin === undefined) {
@@ -80,7 +92,12 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     if (deps.dispatcher === undefined) await dispatcher.close()
   })
 
+  app.decorateRequest('clientSocket', null)
+  // Socket byte counters already reported, so each request on a kept-alive connection gets the
+  // bytes since the previous one: its headers and body, on the wire.
+  const reported = new WeakMap<Socket, [read: number, written: number]>()
   app.addHook('onRequest', async (request, reply) => {
+    request.clientSocket = request.raw.socket
     // Only origin-form targets: an absolute-form target would let the client pick the host.
     if (request.raw.url?.startsWith('/') !== true) {
       sendRegistryError(reply, 400, 'UNSUPPORTED', 'absolute-form request targets are not accepted; this is not a forward proxy')
@@ -92,14 +109,29 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     const proxied = request.proxied
     const url = request.raw.url ?? ''
     const queryAt = url.indexOf('?')
-    request.log.info({
+    const socket = request.clientSocket ?? request.raw.socket
+    const [readBefore, writtenBefore] = reported.get(socket) ?? [0, 0]
+    reported.set(socket, [socket.bytesRead, socket.bytesWritten])
+    const kind = proxied?.registry.kind ?? 'other'
+    const observation = {
       method: request.method,
+      kind,
+      status: reply.statusCode,
+      repository: proxied?.registry.name ?? null,
+      durationSeconds: reply.elapsedTime / 1000,
+      // Bytes on the wire, headers included.
+      bytesIn: socket.bytesRead - readBefore,
+      bytesOut: socket.bytesWritten - writtenBefore
+    }
+    metrics.observeRequest(observation)
+    request.log.info({
+      method: observation.method,
       path: queryAt === -1 ? url : url.slice(0, queryAt),
       kind: proxied?.registry.kind ?? null,
-      repository: proxied?.registry.name ?? null,
-      status: reply.statusCode,
-      bytesOut: Number(reply.getHeader('content-length') ?? 0) || null,
-      bytesIn: Number(request.headers['content-length'] ?? 0) || null,
+      repository: observation.repository,
+      status: observation.status,
+      bytesIn: observation.bytesIn,
+      bytesOut: observation.bytesOut,
       durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
       ...(proxied?.replayed === true ? { replayed: true } : {})
     }, 'request')
@@ -110,10 +142,14 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     const status = credentials.status()
     const ready = status.ready && upstream.origin !== undefined
     reply.code(ready ? 200 : 503)
-    return { ready, upstream: upstream.origin ?? null, token: status }
+    return { ready, upstreams: [{ origin: upstream.origin ?? null, ...status }] }
+  })
+  app.get('/metrics', async (_request, reply) => {
+    reply.header('content-type', metrics.registry.contentType)
+    return await metrics.registry.metrics()
   })
 
-  await app.register(forward, { router: singleUpstreamRouter(upstream), dispatcher })
+  await app.register(forward, { router: singleUpstreamRouter(upstream), dispatcher, metrics })
 
   app.setNotFoundHandler(async (request, reply) => {
     const path = request.url.split('?', 1)[0] ?? ''
@@ -132,7 +168,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     return reply
   })
 
-  return { app, upstream }
+  return { app, upstream, metrics }
 }
 
 async function configuredOrigin (config: Config, resolveRegion: () => Promise<string | undefined>): Promise<string | undefined> {

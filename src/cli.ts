@@ -34,7 +34,7 @@ async function main (): Promise<number> {
     return 1
   }
   const { app } = built
-  closeWithGrace({ delay: 30_000, logger }, async ({ signal, err }) => {
+  closeWithGrace({ delay: config.shutdownGraceSeconds * 1000, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')
     else logger.info({ signal }, 'shutting down')
     await app.close()

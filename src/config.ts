@@ -24,6 +24,10 @@ export const ConfigSchema = Type.Object({
     minRetrySeconds: Type.Number({ exclusiveMinimum: 0, default: 1 }),
     maxRetrySeconds: Type.Number({ exclusiveMinimum: 0, default: 60 }),
     rejectedIntervalSeconds: Type.Number({ minimum: 0, default: 10 })
+  }, { additionalProperties: false, default: {} }),
+  shutdownGraceSeconds: Type.Number({ minimum: 0, default: 30 }),
+  metrics: Type.Object({
+    repositoryLabel: Type.Boolean({ default: false })
   }, { additionalProperties: false, default: {} })
 }, { additionalProperties: false })
 
@@ -58,7 +62,9 @@ export const SETTINGS: readonly Setting[] = [
   setting(['refresh', 'fraction'], 'number', 'refresh the token when this fraction of its remaining life has passed (default 0.5)'),
   setting(['refresh', 'minRetrySeconds'], 'number', 'first retry delay after a failed token fetch (default 1)'),
   setting(['refresh', 'maxRetrySeconds'], 'number', 'longest retry delay after failed token fetches (default 60)'),
-  setting(['refresh', 'rejectedIntervalSeconds'], 'number', 'least time between refreshes forced by the registry rejecting the token (default 10)')
+  setting(['refresh', 'rejectedIntervalSeconds'], 'number', 'least time between refreshes forced by the registry rejecting the token (default 10)'),
+  setting(['shutdownGraceSeconds'], 'number', 'on SIGTERM/SIGINT, let in-flight transfers finish for up to this long (default 30)'),
+  setting(['metrics', 'repositoryLabel'], 'boolean', 'label request metrics with the repository name (only for a known, small set of repositories)')
 ]
 
 export class ConfigError extends Error {
@@ -118,7 +124,8 @@ export function helpText (): string {
     formatOption('--version', '', 'print the version'),
     '',
     'The ECR API endpoint follows the SDK\'s own settings (AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL).',
-    'Health: GET /healthz (alive), GET /readyz (200 only while a valid token is held).'
+    'Health: GET /healthz (alive), GET /readyz (200 only while a valid token is held).',
+    'Metrics: GET /metrics (Prometheus text format).'
   ]
   return lines.join('\n') + '\n'
 }

@@ -55,7 +55,7 @@ t.test('the SDK endpoint setting, and the upstream from proxyEndpoint', async (t
   await proxy.waitFor(/ECR token refreshed/)
   const ready = await getJson(`${proxy.url}/readyz`)
   t.equal(ready.status, 200)
-  t.equal(ready.body.upstream, registry.url)
+  t.match(ready.body, { ready: true, upstreams: [{ origin: registry.url, ready: true }] })
   t.notOk(JSON.stringify(ready.body).includes(authority.issued[0]?.authorizationToken ?? '-'), 'readyz never shows the token')
   const ping = await request(`${proxy.url}/v2/`)
   t.equal(ping.statusCode, 200)

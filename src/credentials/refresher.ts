@@ -56,6 +56,7 @@ export class TokenRefresher {
   #lastForcedAt = Number.NEGATIVE_INFINITY
   #stopped = false
   #listeners: Array<(token: AuthorizationToken) => void> = []
+  #failureListeners: Array<(message: string) => void> = []
 
   constructor (options: RefresherOptions) {
     this.#fetchToken = options.fetchToken
@@ -82,6 +83,11 @@ export class TokenRefresher {
   /** Called for every new token (the upstream may come from its proxyEndpoint). */
   onToken (listener: (token: AuthorizationToken) => void): void {
     this.#listeners.push(listener)
+  }
+
+  /** Called for every failed fetch, with the operator-facing reason. */
+  onFailure (listener: (message: string) => void): void {
+    this.#failureListeners.push(listener)
   }
 
   /** A token that is valid now, waiting for an in-flight fetch if there is none. */
@@ -180,6 +186,7 @@ export class TokenRefresher {
         retryAt: new Date(this.#clock.now() + delay).toISOString(),
         tokenValidUntil: this.#current === undefined ? null : this.#current.expiresAt.toISOString()
       }, `ECR token refresh failed: ${this.#lastError}`)
+      for (const listener of this.#failureListeners) listener(this.#lastError)
       throw new TokenUnavailableError(this.#lastError)
     }
     this.#failures = 0

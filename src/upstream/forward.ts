@@ -7,12 +7,14 @@ import type { Dispatcher } from 'undici'
 import { TokenUnavailableError } from '../credentials/refresher.js'
 import { sendRegistryError } from '../registry/errors.js'
 import { classify, type RegistryRequest } from '../registry/routes.js'
+import type { ProxyMetrics, UpstreamErrorKind } from '../ops/metrics.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
 import type { Route, Router } from './routing.js'
 
 export interface ForwardOptions {
   router: Router
   dispatcher: Dispatcher
+  metrics?: ProxyMetrics
 }
 
 /** What the proxy decided about one request; read by the access log. */
@@ -70,6 +72,7 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
       const cause = (error as Error & { cause?: { code?: string, message?: string } }).cause
       const origin = reply.request.proxied?.origin ?? 'the registry'
       const timedOut = (error as { statusCode?: number }).statusCode === 504 || /TIMEOUT/.test(cause?.code ?? '')
+      options.metrics?.upstreamError(timedOut ? 'timeout' : upstreamErrorKind(cause))
       if (timedOut) {
         sendRegistryError(reply, 504, 'UNAVAILABLE', `${origin} did not answer in time`)
       } else {
@@ -136,6 +139,7 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
     const bytes = await readLimited(body, REJECTION_BODY_LIMIT)
     const tokenRejected = status === 401 || (bytes !== undefined && isDenied(bytes))
     if (tokenRejected) {
+      options.metrics?.upstreamError('token_rejected')
       const replacement = await proxied.route.upstream.credentials.replacementFor(proxied.token)
       const method = request.method
       if (replacement !== undefined && !proxied.replayed && (method === 'GET' || method === 'HEAD') && !request.raw.destroyed) {
@@ -150,6 +154,14 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
     }
     reply.send(bytes ?? '')
   }
+}
+
+function upstreamErrorKind (cause: { code?: string, message?: string } | undefined): UpstreamErrorKind {
+  const code = cause?.code ?? ''
+  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH') return 'connect'
+  if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE') return 'reset'
+  if (code.startsWith('ERR_TLS') || code.includes('CERT') || /certificate/i.test(cause?.message ?? '')) return 'tls'
+  return 'other'
 }
 
 function isDenied (body: Buffer): boolean {

@@ -133,7 +133,7 @@ t.test('no credentials at all: 503 UNAVAILABLE that says why, and not ready', as
   const ready = await failing.app.inject({ method: 'GET', url: '/readyz' })
   t.equal(ready.statusCode, 503)
   t.equal(ready.json().ready, false)
-  t.match(ready.json().token.error, /no AWS credentials found/)
+  t.match(ready.json().upstreams[0].error, /no AWS credentials found/)
   const health = await failing.app.inject({ method: 'GET', url: '/healthz' })
   t.equal(health.statusCode, 200)
 })
