@@ -59,6 +59,14 @@ function encodeKey (key: string): string {
   return key.split('/').map(encodeURIComponent).join('/')
 }
 
+function safeDecode (path: string): string | undefined {
+  try {
+    return decodeURIComponent(path)
+  } catch {
+    return undefined
+  }
+}
+
 type ByteRange = { start: number, end: number } | 'unsatisfiable' | undefined
 
 /** Parses a single `bytes=` range; S3 ignores multi-range and malformed headers (full object). */
@@ -131,7 +139,8 @@ export async function startS3 (opts: S3Options): Promise<S3StandIn> {
       ['X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Date', 'X-Amz-Expires', 'X-Amz-SignedHeaders', 'X-Amz-Signature'].map((name) => q.get(name))
     if (algorithm == null || credential == null || date == null || expires == null || signature == null) return ACCESS_DENIED
     if (now() > parseAmzDate(date) + Number(expires) * 1000) return EXPIRED
-    const key = decodeURIComponent(url.pathname.slice(1))
+    const key = safeDecode(url.pathname.slice(1))
+    if (key === undefined) return SIGNATURE_MISMATCH
     // SignedHeaders=host: a request that reaches us under another Host fails, as it would on S3.
     const expected = Buffer.from(sign(key, credential, date, expires))
     const given = Buffer.from(signature)
