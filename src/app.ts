@@ -105,7 +105,13 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     }
   })
 
+  // On shutdown Fastify closes idle connections; a connection that finishes its transfer later
+  // is closed right after, rather than held open by the client's keep-alive until timeout.
+  let closing = false
+  app.addHook('preClose', async () => { closing = true })
+
   app.addHook('onResponse', async (request, reply) => {
+    if (closing) (request.clientSocket ?? request.raw.socket)?.end()
     const proxied = request.proxied
     const url = request.raw.url ?? ''
     const queryAt = url.indexOf('?')

@@ -71,3 +71,18 @@ export async function startCli (t: Test, args: string[], env: Record<string, str
   }
   return { child, url: `http://127.0.0.1:${port}`, stdout: () => out, stderr: () => err, memory, waitFor, exited }
 }
+
+/** The environment that points the real SDK at the ECR API stand-in. */
+export function awsTestEnv (apiUrl: string): Record<string, string> {
+  return {
+    AWS_ENDPOINT_URL_ECR: apiUrl,
+    AWS_REGION: 'us-east-2',
+    AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
+    AWS_SECRET_ACCESS_KEY: 'secret'
+  }
+}
+
+/** Resolves once /readyz answers 200 (the first token is held). */
+export async function waitReady (proxy: CliProcess): Promise<void> {
+  await proxy.waitFor(/ECR token refreshed/)
+}

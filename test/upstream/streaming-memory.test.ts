@@ -1,47 +1,13 @@
 import { createHash } from 'node:crypto'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import t from 'tap'
 import { request } from 'undici'
-import { startCli, type CliProcess } from '../helpers/cli-process.js'
+import { awsTestEnv, startCli, waitReady, type CliProcess } from '../helpers/cli-process.js'
 import { syntheticBytes, syntheticDigest } from '../helpers/digest.js'
+import { GiB, startBigBlobRegistry } from '../helpers/big-blob-registry.js'
 import { startEcrApi } from '../helpers/ecr-api.js'
-import { closeServer, listen } from '../helpers/listen.js'
 import { TokenAuthority } from '../helpers/token-authority.js'
 
-const GiB = 1024 ** 3
 const MiB = 1024 ** 2
-
-/**
- * A registry that serves a 1 GiB blob itself (as docker-registry does with filesystem storage)
- * and hashes uploads as they stream in, so nothing in this process holds a GiB either.
- */
-async function startBigBlobRegistry (authority: TokenAuthority) {
-  const uploads: Array<{ bytes: number, digest: string }> = []
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    if (authority.check(req.headers.authorization) !== 'ok') {
-      res.writeHead(401, { 'www-authenticate': 'Basic realm="test"' }).end()
-      return
-    }
-    if (req.method === 'GET' && req.url?.startsWith('/v2/big/blobs/')) {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': GiB })
-      syntheticBytes(GiB, 'download').pipe(res)
-      return
-    }
-    if (req.method === 'PATCH') {
-      const hash = createHash('sha256')
-      let bytes = 0
-      req.on('data', (chunk: Buffer) => { bytes += chunk.length; hash.update(chunk) })
-      req.on('end', () => {
-        uploads.push({ bytes, digest: `sha256:${hash.digest('hex')}` })
-        res.writeHead(201, { location: `${url}/v2/big/blobs/uploads/1`, range: `0-${bytes - 1}` }).end()
-      })
-      return
-    }
-    res.writeHead(404).end()
-  })
-  const url = await listen(server)
-  return { url, uploads, close: async () => await closeServer(server) }
-}
 
 /** Samples the proxy's RSS while `work` runs. */
 async function sampled (proxy: CliProcess, work: () => Promise<void>): Promise<number[]> {
@@ -61,18 +27,8 @@ t.test('a 1 GiB download and upload stream through the proxy in constant memory'
   t.teardown(() => registry.close())
   const api = await startEcrApi({ authority, proxyEndpoint: registry.url })
   t.teardown(() => api.close())
-  const proxy = await startCli(t, ['--upstream', registry.url, '--log-level', 'warn'], {
-    AWS_ENDPOINT_URL_ECR: api.url,
-    AWS_REGION: 'us-east-2',
-    AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
-    AWS_SECRET_ACCESS_KEY: 'secret'
-  })
-  for (let i = 0; i < 100; i++) {
-    const ready = await request(`${proxy.url}/readyz`).catch(() => undefined)
-    if (ready?.statusCode === 200) break
-    await ready?.body.dump()
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
+  const proxy = await startCli(t, ['--upstream', registry.url], awsTestEnv(api.url))
+  await waitReady(proxy)
   const baseline = proxy.memory().current
 
   const expected = await syntheticDigest(GiB, 'download')
