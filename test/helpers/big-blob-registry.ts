@@ -37,4 +37,3 @@ export async function startBigBlobRegistry (authority: TokenAuthority) {
   const url = await listen(server)
   return { url, uploads, close: async () => await closeServer(server) }
 }
-
