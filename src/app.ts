@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
+import { clientAuthenticationPlugin, createAccessControl } from './access/index.js'
 import type { Config } from './config.js'
 import type { Clock } from './credentials/clock.js'
 import { createEcrClient, ecrTokenFetcher, type FetchToken } from './credentials/ecr-token.js'
@@ -9,8 +10,11 @@ import { TokenRefresher } from './credentials/refresher.js'
 import { createLogger } from './logger.js'
 import { ProxyMetrics } from './ops/metrics.js'
 import { sendRegistryError } from './registry/errors.js'
+import { createListener } from './server/listener.js'
+import { upstreamAgentOptions, type UpstreamTimeouts } from './server/limits.js'
 import { registryOrigin, toOrigin } from './upstream/endpoint.js'
 import forward from './upstream/forward.js'
+import { RedirectFollower } from './upstream/redirects.js'
 import { singleUpstreamRouter, type Upstream } from './upstream/routing.js'
 
 /** The seams tests replace; production uses the defaults. */
@@ -37,17 +41,17 @@ declare module 'fastify' {
   }
 }
 
-export function createDispatcher (): Dispatcher {
-  return new Agent({
-    // Certificates toward the registry are always verified.
-    connect: { rejectUnauthorized: true },
-    keepAliveTimeout: 30_000
-  })
+export function createDispatcher (timeouts?: UpstreamTimeouts): Dispatcher {
+  // Certificates toward the registry are always verified; connect/header/body timeouts apply.
+  return new Agent(upstreamAgentOptions(timeouts ?? { upstreamConnectTimeoutSeconds: 10, upstreamHeadersTimeoutSeconds: 300, upstreamBodyTimeoutSeconds: 300 }))
 }
 
 /** Builds the proxy; never listens, so tests drive it with inject() or listen on port 0. */
 export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App> {
   const logger = deps.logger ?? createLogger(config.logLevel)
+  // Client credentials, policy and the listener (TLS, timeouts, limits): bad files stop the start.
+  const access = createAccessControl(config, logger)
+  const listener = createListener(config, logger.child({ component: 'listener' }))
   let fetchToken = deps.fetchToken
   let resolveRegion = deps.resolveRegion
   if (fetchToken === undefined || resolveRegion === undefined) {
@@ -82,10 +86,12 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     loggerInstance: logger as FastifyBaseLogger,
     // One access-log line per request, written by the onResponse hook below.
     logController: new LogController({ disableRequestLogging: true }),
-    return503OnClosing: true
+    return503OnClosing: true,
+    ...listener.fastifyOptions
   })
 
-  const dispatcher = deps.dispatcher ?? createDispatcher()
+  const dispatcher = deps.dispatcher ?? createDispatcher(config)
+  app.addHook('onClose', async () => { listener.close() })
   app.addHook('onReady', async () => { credentials.start() })
   app.addHook('onClose', async () => {
     credentials.stop()
@@ -139,9 +145,13 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
       bytesIn: observation.bytesIn,
       bytesOut: observation.bytesOut,
       durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
-      ...(proxied?.replayed === true ? { replayed: true } : {})
+      ...(proxied?.replayed === true ? { replayed: true } : {}),
+      // Who, when client authentication is on: an htpasswd user or a token's source, never a secret.
+      ...(request.client === null ? {} : { client: request.client.name })
     }, 'request')
   })
+
+  await app.register(clientAuthenticationPlugin, { authenticator: access.authenticator })
 
   app.get('/healthz', async () => ({ status: 'ok' }))
   app.get('/readyz', async (_request, reply) => {
@@ -155,7 +165,13 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     return await metrics.registry.metrics()
   })
 
-  await app.register(forward, { router: singleUpstreamRouter(upstream), dispatcher, metrics })
+  await app.register(forward, {
+    router: singleUpstreamRouter(upstream),
+    dispatcher,
+    metrics,
+    policy: access.policy,
+    ...(config.redirects === 'follow' ? { redirects: new RedirectFollower({ dispatcher, allowedHosts: config.redirectAllowedHosts, region: config.region }) } : {})
+  })
 
   app.setNotFoundHandler(async (request, reply) => {
     const path = request.url.split('?', 1)[0] ?? ''

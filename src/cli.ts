@@ -4,6 +4,7 @@ import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { ConfigError, helpText, loadConfig, parseCommandLine } from './config.js'
 import { createLogger } from './logger.js'
+import { exposureRefusal } from './server/exposure.js'
 
 async function main (): Promise<number> {
   let config
@@ -19,6 +20,9 @@ async function main (): Promise<number> {
       return 0
     }
     config = loadConfig(args)
+    // A proxy holding ECR credentials is a credential: no open listener off loopback by accident.
+    const refusal = await exposureRefusal(config)
+    if (refusal !== undefined) throw new ConfigError(refusal)
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     process.stderr.write(`ecr-auth-proxy: ${err.message}\n`)
@@ -34,17 +38,19 @@ async function main (): Promise<number> {
     return 1
   }
   const { app } = built
+  try {
+    await app.listen({ host: config.host, port: config.port })
+  } catch (err) {
+    logger.fatal(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`)
+    await app.close()
+    return 1
+  }
+  // Registered once listening: close-with-grace also ends the process on 'beforeExit', with 0.
   closeWithGrace({ delay: config.shutdownGraceSeconds * 1000, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')
     else logger.info({ signal }, 'shutting down')
     await app.close()
   })
-  try {
-    await app.listen({ host: config.host, port: config.port })
-  } catch (err) {
-    logger.fatal(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`)
-    return 1
-  }
   return -1
 }
 

@@ -28,12 +28,33 @@ export const ConfigSchema = Type.Object({
   shutdownGraceSeconds: Type.Number({ minimum: 0, default: 30 }),
   metrics: Type.Object({
     repositoryLabel: Type.Boolean({ default: false })
-  }, { additionalProperties: false, default: {} })
+  }, { additionalProperties: false, default: {} }),
+  // Exposure, client access, policy, egress and limits (docs/security.md).
+  allowUnauthenticated: Type.Boolean({ default: false }),
+  htpasswd: Type.Optional(Type.String({ minLength: 1 })),
+  bearerTokensFile: Type.Optional(Type.String({ minLength: 1 })),
+  // Checked by the client authenticator, whose messages never include a token.
+  bearerTokens: Type.Optional(Type.Array(Type.String())),
+  readOnly: Type.Boolean({ default: false }),
+  allowRepositories: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+  denyRepositories: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+  redirects: Type.Union([Type.Literal('pass'), Type.Literal('follow')], { default: 'pass' }),
+  redirectAllowedHosts: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+  tlsCert: Type.Optional(Type.String({ minLength: 1 })),
+  tlsKey: Type.Optional(Type.String({ minLength: 1 })),
+  maxConnections: Type.Integer({ minimum: 0, default: 1024 }),
+  headerTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, default: 20 }),
+  idleTimeoutSeconds: Type.Number({ minimum: 0, default: 300 }),
+  keepAliveTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, default: 72 }),
+  upstreamConnectTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, default: 10 }),
+  upstreamHeadersTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, default: 300 }),
+  upstreamBodyTimeoutSeconds: Type.Number({ minimum: 0, default: 300 })
 }, { additionalProperties: false })
 
 export type Config = Static<typeof ConfigSchema>
 
-type Kind = 'string' | 'integer' | 'number' | 'boolean'
+/** `list`: comma-separated in flags and the environment, a list in the config file. */
+type Kind = 'string' | 'integer' | 'number' | 'boolean' | 'list'
 
 interface Setting {
   /** Path of the key in the config file, e.g. ['refresh', 'fraction']. */
@@ -42,11 +63,13 @@ interface Setting {
   env: string
   kind: Kind
   help: string
+  /** A secret: no flag (argv is visible to every local user), never echoed in an error. */
+  secret?: boolean
 }
 
-function setting (path: string[], kind: Kind, help: string): Setting {
+function setting (path: string[], kind: Kind, help: string, secret = false): Setting {
   const words = path.flatMap((part) => part.replace(/([A-Z])/g, ' $1').toLowerCase().split(' '))
-  return { path, kind, help, flag: words.join('-'), env: `ECR_PROXY_${words.join('_').toUpperCase()}` }
+  return { path, kind, help, flag: secret ? '' : words.join('-'), env: `ECR_PROXY_${words.join('_').toUpperCase()}`, ...(secret ? { secret } : {}) }
 }
 
 /** Every setting has a flag, an environment variable and a config key of the same meaning. */
@@ -64,7 +87,25 @@ export const SETTINGS: readonly Setting[] = [
   setting(['refresh', 'maxRetrySeconds'], 'number', 'longest retry delay after failed token fetches (default 60)'),
   setting(['refresh', 'rejectedIntervalSeconds'], 'number', 'least time between refreshes forced by the registry rejecting the token (default 10)'),
   setting(['shutdownGraceSeconds'], 'number', 'on SIGTERM/SIGINT, let in-flight transfers finish for up to this long (default 30)'),
-  setting(['metrics', 'repositoryLabel'], 'boolean', 'label request metrics with the repository name (only for a known, small set of repositories)')
+  setting(['metrics', 'repositoryLabel'], 'boolean', 'label request metrics with the repository name (only for a known, small set of repositories)'),
+  setting(['allowUnauthenticated'], 'boolean', 'listen on a non-loopback address without client authentication (anyone who reaches the proxy acts as its AWS identity)'),
+  setting(['htpasswd'], 'string', 'htpasswd file of clients allowed in (bcrypt entries: htpasswd -B); reloaded when it changes'),
+  setting(['bearerTokensFile'], 'string', 'file of static client tokens, one per line (Authorization: Bearer, or the password of docker login); reloaded when it changes'),
+  setting(['bearerTokens'], 'list', 'static client tokens, comma-separated (environment or config file only: no flag takes a secret)', true),
+  setting(['readOnly'], 'boolean', 'refuse pushes, deletes and uploads (403 DENIED, nothing sent upstream)'),
+  setting(['allowRepositories'], 'list', 'only these repositories, comma-separated globs (team/*, team/**); default all'),
+  setting(['denyRepositories'], 'list', 'never these repositories, comma-separated globs; wins over --allow-repositories'),
+  setting(['redirects'], 'string', 'blob redirects to storage: pass (to the client, default) or follow (the proxy fetches and streams them)'),
+  setting(['redirectAllowedHosts'], 'list', 'hosts follow mode may fetch from, comma-separated globs, host or host:port (default: the S3 endpoints of the registry\'s region)'),
+  setting(['tlsCert'], 'string', 'serve HTTPS with this certificate chain (PEM; with --tls-key); reloaded when it changes'),
+  setting(['tlsKey'], 'string', 'private key of --tls-cert (PEM)'),
+  setting(['maxConnections'], 'integer', 'most client connections at once; more are dropped (default 1024; 0: no cap)'),
+  setting(['headerTimeoutSeconds'], 'number', 'time a client has to send the request headers (default 20)'),
+  setting(['idleTimeoutSeconds'], 'number', 'close a client connection idle this long (default 300; 0: never)'),
+  setting(['keepAliveTimeoutSeconds'], 'number', 'close a kept-alive client connection after this long without a request (default 72)'),
+  setting(['upstreamConnectTimeoutSeconds'], 'number', 'time to connect to the registry, TLS included (default 10)'),
+  setting(['upstreamHeadersTimeoutSeconds'], 'number', 'time for the registry\'s response headers after the request is sent (default 300)'),
+  setting(['upstreamBodyTimeoutSeconds'], 'number', 'longest pause inside a response body from the registry (default 300; 0: none)')
 ]
 
 export class ConfigError extends Error {
@@ -84,7 +125,7 @@ export function parseCommandLine (argv: string[]): CliArgs {
     version: { type: 'boolean' },
     config: { type: 'string' }
   }
-  for (const s of SETTINGS) options[s.flag] = { type: s.kind === 'boolean' ? 'boolean' : 'string' }
+  for (const s of SETTINGS) if (s.flag !== '') options[s.flag] = { type: s.kind === 'boolean' ? 'boolean' : 'string' }
   let parsed
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: false, strict: true })
@@ -93,7 +134,7 @@ export function parseCommandLine (argv: string[]): CliArgs {
   }
   const values = new Map<Setting, string | boolean>()
   for (const s of SETTINGS) {
-    const value = parsed.values[s.flag]
+    const value = s.flag === '' ? undefined : parsed.values[s.flag]
     if (value !== undefined) values.set(s, value)
   }
   const configFile = parsed.values.config
@@ -118,7 +159,7 @@ export function helpText (): string {
     '',
     formatOption('--config FILE', 'ECR_PROXY_CONFIG', 'YAML or JSON config file'),
     ...SETTINGS.map((s) => formatOption(
-      `--${s.flag}${s.kind === 'boolean' ? '' : ` ${s.kind === 'string' ? 'VALUE' : 'N'}`}`,
+      s.flag === '' ? '(no flag)' : `--${s.flag}${s.kind === 'boolean' ? '' : ` ${s.kind === 'string' ? 'VALUE' : s.kind === 'list' ? 'LIST' : 'N'}`}`,
       s.env, `${s.help} [config: ${s.path.join('.')}]`)),
     formatOption('--help', '', 'show this help'),
     formatOption('--version', '', 'print the version'),
@@ -131,7 +172,8 @@ export function helpText (): string {
 }
 
 function formatOption (flag: string, env: string, help: string): string {
-  return `  ${flag.padEnd(34)}${env === '' ? '' : `${env}\n${' '.repeat(36)}`}${help}`
+  const head = flag.length >= 34 ? `${flag}\n${' '.repeat(36)}` : flag.padEnd(34)
+  return `  ${head}${env === '' ? '' : `${env}\n${' '.repeat(36)}`}${help}`
 }
 
 type Source = string
@@ -166,13 +208,18 @@ export function loadConfig (args: CliArgs, env: NodeJS.ProcessEnv = process.env)
   if (firstError !== undefined) {
     const key = firstError.path.replace(/^\//, '').replace(/\//g, '.')
     const source = sources.get(key) ?? sources.get(key.split('.')[0] ?? '') ?? 'config'
-    const shown = firstError.value === undefined ? '' : `, got ${JSON.stringify(firstError.value)}`
+    const secret = SETTINGS.some((s) => s.secret === true && (key === s.path.join('.') || key.startsWith(`${s.path.join('.')}.`)))
+    const shown = firstError.value === undefined || secret ? '' : `, got ${JSON.stringify(firstError.value)}`
     const problem = firstError.message.startsWith('Unexpected property')
       ? 'is not a known setting (see --help)'
       : explain(firstError.schema as ExplainableSchema, firstError.message)
     throw new ConfigError(`invalid configuration: ${key === '' ? 'the configuration' : key} (from ${source}) ${problem}${shown}`)
   }
-  return withDefaults as Config
+  const config = withDefaults as Config
+  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
+    throw new ConfigError('invalid configuration: tlsCert and tlsKey go together (--tls-cert FILE --tls-key FILE)')
+  }
+  return config
 }
 
 interface ExplainableSchema { pattern?: string, anyOf?: Array<{ const?: unknown }> }
@@ -214,10 +261,12 @@ function assign (raw: Raw, sources: Map<string, Source>, s: Setting, value: unkn
   sources.set(s.path.join('.'), source)
 }
 
-function convert (s: Setting, value: string, source: string): string | number | boolean {
+function convert (s: Setting, value: string, source: string): string | number | boolean | string[] {
   switch (s.kind) {
     case 'string':
       return value
+    case 'list':
+      return value.split(',').map((item) => item.trim()).filter((item) => item !== '')
     case 'boolean':
       if (/^(true|1|yes)$/i.test(value)) return true
       if (/^(false|0|no)$/i.test(value)) return false

@@ -24,6 +24,15 @@ t.test('a bad flag exits 2 with a message naming it', async (t) => {
   t.equal(proxy.stderr(), 'ecr-auth-proxy: invalid configuration: port (from --port) must be a number, got "eighty"\n')
 })
 
+t.test('a port already in use exits 1 and says so', async (t) => {
+  const first = await startCli(t, ['--region', 'us-east-2'], {})
+  await first.waitFor(/Server listening/)
+  const port = new URL(first.url).port
+  const second = await startCli(t, ['--region', 'us-east-2', '--port', port], {})
+  t.equal(await second.exited, 1)
+  t.match(second.stdout(), new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: listen EADDRINUSE`))
+})
+
 t.test('with no AWS credentials it stays up, not ready, and says what is missing', async (t) => {
   const proxy = await startCli(t, ['--region', 'us-east-2'], {})
   await proxy.waitFor(/ECR token refresh failed/)

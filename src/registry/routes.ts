@@ -64,7 +64,7 @@ export function classify (path: string): Classification {
   if (match !== null) {
     const [, name, uploadId] = match as unknown as [string, string, string]
     if (!isValidName(name)) return invalidName(name)
-    if (uploadId !== '' && !UPLOAD_ID.test(uploadId)) {
+    if (uploadId !== '' && (!UPLOAD_ID.test(uploadId) || uploadId === '.' || uploadId === '..')) {
       return { ok: false, code: 'BLOB_UPLOAD_INVALID', message: `invalid upload id "${printable(uploadId)}"` }
     }
     return { ok: true, request: { kind: 'upload', name, uploadId } }
@@ -107,4 +107,109 @@ export function printable (value: string): string {
   // eslint-disable-next-line no-control-regex
   const clean = value.replace(/[\u0000-\u001f\u007f]/g, '?')
   return clean.length > 200 ? `${clean.slice(0, 200)}…` : clean
+}
+
+/** The query parameters the proxy checks (and the policy reads), decoded. */
+export interface RegistryQuery {
+  /** `?digest=` of a monolithic POST or of the PUT that completes an upload. */
+  digest?: string
+  /** `?mount=<digest>&from=<repository>` of a cross-repository mount. */
+  mount?: string
+  from?: string
+}
+
+export type RequestCheck =
+  | { ok: true, query: RegistryQuery }
+  | { ok: false, status: 400 | 405, code: 'NAME_INVALID' | 'DIGEST_INVALID' | 'UNSUPPORTED', message: string, allow?: string }
+
+const METHODS: Record<Exclude<RouteKind, 'upload'>, readonly string[]> = {
+  ping: ['GET', 'HEAD'],
+  catalog: ['GET', 'HEAD'],
+  manifest: ['GET', 'HEAD', 'PUT', 'DELETE'],
+  blob: ['GET', 'HEAD', 'DELETE'],
+  tags: ['GET', 'HEAD'],
+  referrers: ['GET', 'HEAD']
+}
+const UPLOAD_START_METHODS = ['POST']
+const UPLOAD_METHODS = ['GET', 'PATCH', 'PUT', 'DELETE']
+/** Parameters that may appear once at most: two copies could be read differently here and upstream. */
+const SINGLE_PARAMETERS = new Set(['digest', 'mount', 'from', 'n', 'last'])
+const PAGE_SIZE = /^[0-9]{1,6}$/
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/
+
+/** The methods the registry API defines for a route. */
+export function allowedMethods (request: RegistryRequest): readonly string[] {
+  if (request.kind === 'upload') return request.uploadId === '' ? UPLOAD_START_METHODS : UPLOAD_METHODS
+  return METHODS[request.kind]
+}
+
+/**
+ * Checks the method and the query of a classified request against the API: the method must be
+ * one the route defines; `digest=`, `mount=` and `from=` only where the API uses them and then
+ * well-formed; no parameter the proxy reads may come twice; nothing decodes to a control character.
+ * Other parameters (`_state`, `ns`, …) pass to the registry untouched.
+ *
+ * @param rawQuery the query string after `?`, still percent-encoded.
+ */
+export function checkRequest (method: string, request: RegistryRequest, rawQuery: string): RequestCheck {
+  const allow = allowedMethods(request)
+  if (!allow.includes(method)) {
+    return { ok: false, status: 405, code: 'UNSUPPORTED', message: `method ${method} is not part of the registry API for this endpoint`, allow: allow.join(', ') }
+  }
+  const params = new Map<string, string>()
+  for (const part of rawQuery === '' ? [] : rawQuery.split('&')) {
+    if (part === '') continue
+    const eq = part.indexOf('=')
+    const key = decodeQueryPart(eq === -1 ? part : part.slice(0, eq))
+    const value = decodeQueryPart(eq === -1 ? '' : part.slice(eq + 1))
+    if (key === undefined || value === undefined) return badQuery('the query holds malformed percent-encoding')
+    if (CONTROL.test(key) || CONTROL.test(value)) return badQuery('the query holds control characters')
+    if (SINGLE_PARAMETERS.has(key)) {
+      if (params.has(key)) return badQuery(`query parameter "${key}" is given more than once`)
+      params.set(key, value)
+    }
+  }
+
+  const query: RegistryQuery = {}
+  const digest = params.get('digest')
+  const mount = params.get('mount')
+  const from = params.get('from')
+  const uploadStart = request.kind === 'upload' && request.uploadId === ''
+  const uploadEnd = request.kind === 'upload' && request.uploadId !== '' && method === 'PUT'
+
+  if (digest !== undefined) {
+    if (!uploadStart && !uploadEnd) return badQuery('query parameter "digest" belongs to POST …/blobs/uploads/ and the PUT that completes an upload')
+    if (!isValidDigest(digest)) return { ok: false, status: 400, code: 'DIGEST_INVALID', message: `invalid digest "${printable(digest)}"` }
+    query.digest = digest
+  } else if (uploadEnd) {
+    return { ok: false, status: 400, code: 'DIGEST_INVALID', message: 'completing an upload needs ?digest=' }
+  }
+  if (mount !== undefined || from !== undefined) {
+    if (!uploadStart) return badQuery('query parameters "mount" and "from" belong to POST …/blobs/uploads/')
+    if (mount === undefined) return badQuery('query parameter "from" needs "mount"')
+    if (digest !== undefined) return badQuery('a request is either a mount or a monolithic upload, not both')
+    if (!isValidDigest(mount)) return { ok: false, status: 400, code: 'DIGEST_INVALID', message: `invalid digest "${printable(mount)}"` }
+    query.mount = mount
+    if (from !== undefined) {
+      if (!isValidName(from)) return { ok: false, status: 400, code: 'NAME_INVALID', message: `invalid repository name "${printable(from)}"` }
+      query.from = from
+    }
+  }
+  const n = params.get('n')
+  if (n !== undefined && !PAGE_SIZE.test(n)) return badQuery(`query parameter "n" must be a number, got "${printable(n)}"`)
+  return { ok: true, query }
+}
+
+function badQuery (message: string): RequestCheck {
+  return { ok: false, status: 400, code: 'UNSUPPORTED', message }
+}
+
+/** application/x-www-form-urlencoded decoding, as registries read queries; undefined if malformed. */
+function decodeQueryPart (part: string): string | undefined {
+  try {
+    return decodeURIComponent(part.replace(/\+/g, ' '))
+  } catch {
+    return undefined
+  }
 }

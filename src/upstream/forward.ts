@@ -6,15 +6,21 @@ import httpProxy from '@fastify/http-proxy'
 import type { Dispatcher } from 'undici'
 import { TokenUnavailableError } from '../credentials/refresher.js'
 import { sendRegistryError } from '../registry/errors.js'
-import { classify, type RegistryRequest } from '../registry/routes.js'
+import { checkRequest, classify, type RegistryRequest } from '../registry/routes.js'
+import type { AccessPolicy } from '../access/policy.js'
 import type { ProxyMetrics, UpstreamErrorKind } from '../ops/metrics.js'
 import { clientResponseHeaders, upstreamRequestHeaders } from './headers.js'
+import type { RedirectFollower, UpstreamResponse } from './redirects.js'
 import type { Route, Router } from './routing.js'
 
 export interface ForwardOptions {
   router: Router
   dispatcher: Dispatcher
   metrics?: ProxyMetrics
+  /** Read-only mode and repository patterns, decided before anything is sent upstream. */
+  policy?: AccessPolicy
+  /** Follow mode: blob redirects fetched by the proxy instead of passed to the client. */
+  redirects?: RedirectFollower
 }
 
 /** What the proxy decided about one request; read by the access log. */
@@ -59,6 +65,11 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
     rewriteHeaders: (headers, request) =>
       clientResponseHeaders(headers, proxiedOf(request).origin) as Record<string, string>,
     onResponse: (request, reply, res) => {
+      const proxied = proxiedOf(request)
+      if (options.redirects?.applies(proxied.registry.kind, request.method, res.statusCode) === true) {
+        options.redirects.follow(request, reply, proxied.origin, res as unknown as UpstreamResponse)
+        return
+      }
       if (res.statusCode === 401 || res.statusCode === 403) {
         recoverFromRejection(request, reply, res.statusCode, res.stream as Readable).catch((err: unknown) => {
           request.log.error({ err }, 'recovering from a rejected token failed')
@@ -107,6 +118,14 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
       if (!classified.ok) {
         const status = classified.code === 'NOT_FOUND' ? 404 : 400
         return sendRegistryError(reply, status, classified.code, classified.message)
+      }
+      const checked = checkRequest(request.method, classified.request, queryAt === -1 ? '' : url.slice(queryAt + 1))
+      const refusal = checked.ok ? options.policy?.(request.method, classified.request, checked.query) : checked
+      if (refusal !== undefined) {
+        if (!checked.ok && checked.allow !== undefined) reply.header('allow', checked.allow)
+        // The body of a refused upload is never read: end the connection instead of draining it.
+        if (request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined) reply.header('connection', 'close')
+        return sendRegistryError(reply, refusal.status, refusal.code, refusal.message)
       }
       const route = options.router(classified.request, path)
       let token: string
