@@ -8,7 +8,7 @@
 # Environment: E2E_KEEP=1 keeps the temporary directories (logs of every peer) for a post-mortem;
 # E2E_ROTATION_SECONDS (default 60) sets the length of the token-rotation run; E2E_DOCKER_CLI
 # picks the docker client binary (default: `docker` on PATH); E2E_JOBS test files in parallel
-# (default 2).
+# (default 2); E2E_SKIP_IMAGE=1 leaves out the container-image test (test/deploy/image.test.ts).
 #
 # Needs root: it runs its own dockerd, containerd and podman (as root, vfs storage), all on
 # loopback ports, with state under one temporary directory that is removed at the end.
@@ -72,6 +72,11 @@ if [ "$#" -eq 0 ]; then
   for file in test/e2e/*.test.ts; do
     [ "$file" = test/e2e/token-rotation.test.ts ] || set -- "$@" "$file"
   done
+  # The container image: built offline from this host's node, run, and pulled through.
+  if [ "${E2E_SKIP_IMAGE:-0}" != 1 ]; then
+    export ECR_PROXY_IMAGE_TEST=1
+    set -- "$@" test/deploy/image.test.ts
+  fi
 fi
 
 # Each test file starts its own registry, ECR API stand-in, proxy and client daemons; a file

@@ -156,7 +156,8 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
   async function recoverFromRejection (request: ProxyRequest, reply: ProxyReply, status: number, body: Readable): Promise<void> {
     const proxied = proxiedOf(request)
     const bytes = await readLimited(body, REJECTION_BODY_LIMIT)
-    const tokenRejected = status === 401 || (bytes !== undefined && isDenied(bytes))
+    // A HEAD answer has no body to carry the DENIED code: any 403 may be an expired token.
+    const tokenRejected = status === 401 || (request.method === 'HEAD' && status === 403) || (bytes !== undefined && isDenied(bytes))
     if (tokenRejected) {
       options.metrics?.upstreamError('token_rejected')
       const replacement = await proxied.route.upstream.credentials.replacementFor(proxied.token)

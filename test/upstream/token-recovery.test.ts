@@ -75,6 +75,19 @@ t.test('a revoked token is replaced after one 403, invisibly for GET and HEAD', 
   t.equal(replayLog?.status, 200)
 })
 
+t.test('a HEAD with an expired token is replayed although its 403 has no body', async (t) => {
+  const stack = await startStack(t)
+  const { manifestDigest } = seedImage(stack)
+  stack.authority.revoke(stack.authority.issued[0]?.authorizationToken as string)
+  const before = stack.upstreamRequests.length
+  const res = await request(`${stack.url}/v2/team/app/manifests/1.2`, { method: 'HEAD', dispatcher: stack.client, headers: { accept: OCI_MANIFEST } })
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers['docker-content-digest'], manifestDigest)
+  await res.body.dump()
+  t.same(stack.upstreamRequests.slice(before).map((r) => r.method), ['HEAD', 'HEAD'])
+  t.equal(stack.api.calls.length, 2)
+})
+
 t.test('an unknown token (401) is replaced too; a push gets the answer and the next one works', async (t) => {
   const stack = await startStack(t)
   seedImage(stack)
