@@ -13,6 +13,7 @@ import { sendRegistryError } from './registry/errors.js'
 import { createListener } from './server/listener.js'
 import { upstreamAgentOptions, type UpstreamTimeouts } from './server/limits.js'
 import { registryOrigin, toOrigin } from './upstream/endpoint.js'
+import { createUpstreamAgents, destroyUpstreamAgents, type UpstreamAgents } from './upstream/agents.js'
 import forward from './upstream/forward.js'
 import { RedirectFollower } from './upstream/redirects.js'
 import { singleUpstreamRouter, type Upstream } from './upstream/routing.js'
@@ -24,6 +25,9 @@ export interface AppDeps {
   resolveRegion?: () => Promise<string | undefined>
   clock?: Clock
   random?: () => number
+  /** Connection pools toward the registry. */
+  agents?: UpstreamAgents
+  /** undici dispatcher for redirect targets (follow mode). */
   dispatcher?: Dispatcher
   logger?: Logger
 }
@@ -41,8 +45,9 @@ declare module 'fastify' {
   }
 }
 
+/** Toward redirect targets (follow mode): GET only, so undici's reset after HEAD does not matter. */
 export function createDispatcher (timeouts?: UpstreamTimeouts): Dispatcher {
-  // Certificates toward the registry are always verified; connect/header/body timeouts apply.
+  // Certificates are always verified; connect/header/body timeouts apply.
   return new Agent(upstreamAgentOptions(timeouts ?? { upstreamConnectTimeoutSeconds: 10, upstreamHeadersTimeoutSeconds: 300, upstreamBodyTimeoutSeconds: 300 }))
 }
 
@@ -90,12 +95,14 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     ...listener.fastifyOptions
   })
 
+  const agents = deps.agents ?? createUpstreamAgents(config)
   const dispatcher = deps.dispatcher ?? createDispatcher(config)
   app.addHook('onClose', async () => { listener.close() })
   app.addHook('onReady', async () => { credentials.start() })
   app.addHook('onClose', async () => {
     credentials.stop()
     if (deps.dispatcher === undefined) await dispatcher.close()
+    if (deps.agents === undefined) destroyUpstreamAgents(agents)
   })
 
   app.decorateRequest('clientSocket', null)
@@ -167,7 +174,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
 
   await app.register(forward, {
     router: singleUpstreamRouter(upstream),
-    dispatcher,
+    agents,
     metrics,
     policy: access.policy,
     ...(config.redirects === 'follow' ? { redirects: new RedirectFollower({ dispatcher, allowedHosts: config.redirectAllowedHosts, region: config.region }) } : {})

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 import httpProxy from '@fastify/http-proxy'
-import type { Dispatcher } from 'undici'
+import type { UpstreamAgents } from './agents.js'
 import { TokenUnavailableError } from '../credentials/refresher.js'
 import { sendRegistryError } from '../registry/errors.js'
 import { checkRequest, classify, type RegistryRequest } from '../registry/routes.js'
@@ -15,7 +15,7 @@ import type { Route, Router } from './routing.js'
 
 export interface ForwardOptions {
   router: Router
-  dispatcher: Dispatcher
+  agents: UpstreamAgents
   metrics?: ProxyMetrics
   /** Read-only mode and repository patterns, decided before anything is sent upstream. */
   policy?: AccessPolicy
@@ -65,6 +65,8 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
     rewriteHeaders: (headers, request) =>
       clientResponseHeaders(headers, proxiedOf(request).origin) as Record<string, string>,
     onResponse: (request, reply, res) => {
+      // From here on the pause allowed is the body timeout (0: none), not the headers timeout.
+      (res.stream as Readable & { socket?: { setTimeout: (ms: number) => void } }).socket?.setTimeout(options.agents.bodyTimeoutMs)
       const proxied = proxiedOf(request)
       if (options.redirects?.applies(proxied.registry.kind, request.method, res.statusCode) === true) {
         options.redirects.follow(request, reply, proxied.origin, res as unknown as UpstreamResponse)
@@ -81,9 +83,15 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
     },
     onError: (reply, { error }) => {
       const cause = (error as Error & { cause?: { code?: string, message?: string } }).cause
-      const origin = reply.request.proxied?.origin ?? 'the registry'
       const timedOut = (error as { statusCode?: number }).statusCode === 504 || /TIMEOUT/.test(cause?.code ?? '')
       options.metrics?.upstreamError(timedOut ? 'timeout' : upstreamErrorKind(cause))
+      if (reply.raw.headersSent) {
+        // The upstream failed mid-body (e.g. the body timeout): the client must see a cut
+        // transfer, never a complete-looking one.
+        reply.raw.destroy()
+        return
+      }
+      const origin = reply.request.proxied?.origin ?? 'the registry'
       if (timedOut) {
         sendRegistryError(reply, 504, 'UNAVAILABLE', `${origin} did not answer in time`)
       } else {
@@ -94,7 +102,7 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
     // request without a body is safe to send again, once.
     retryDelay: ({ err, req, attempt }) =>
       err !== undefined && err !== null && attempt === 0 && (req.method === 'GET' || req.method === 'HEAD') &&
-      ((err as { code?: string }).code === 'UND_ERR_SOCKET' || (err as { code?: string }).code === 'ECONNRESET')
+      (err as { code?: string }).code === 'ECONNRESET'
         ? 1
         : null
   }
@@ -103,7 +111,11 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
     upstream: '',
     prefix: '/v2',
     rewritePrefix: '/v2',
-    undici: options.dispatcher as never,
+    http: {
+      agents: { 'http:': options.agents.http, 'https:': options.agents.https },
+      // Inactivity once the request is written: the time the registry has for its headers.
+      requestOptions: { rejectUnauthorized: true, timeout: options.agents.headersTimeoutMs }
+    },
     disableRequestLogging: true,
     internalRewriteLocationHeader: false,
     replyOptions,

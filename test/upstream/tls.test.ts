@@ -4,8 +4,8 @@ import { createServer } from 'node:https'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { Agent } from 'undici'
 import { buildApp } from '../../src/app.js'
+import { createUpstreamAgents } from '../../src/upstream/agents.js'
 import { loadConfig, parseCommandLine } from '../../src/config.js'
 import { closeServer } from '../helpers/listen.js'
 import { logSink } from '../helpers/log-sink.js'
@@ -45,7 +45,9 @@ t.test('the upstream certificate is verified', async (t) => {
   t.same(seen, [], 'no request, and so no token, reached an unverified server')
 
   // Trusting the certificate (as NODE_EXTRA_CA_CERTS does for the CLI) makes it work.
-  const trusting = await buildApp(config, { fetchToken, logger: logSink().logger, dispatcher: new Agent({ connect: { ca: cert } }) })
+  const agents = createUpstreamAgents(config, { ca: cert })
+  const trusting = await buildApp(config, { fetchToken, logger: logSink().logger, agents })
+  t.teardown(() => { agents.https.destroy() })
   t.teardown(() => trusting.app.close())
   const ok = await trusting.app.inject({ method: 'GET', url: '/v2/' })
   t.equal(ok.statusCode, 200)
