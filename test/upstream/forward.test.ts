@@ -96,6 +96,11 @@ t.test('pull: ping, manifest, blob redirect, with the proxy\'s token and never t
   t.equal(received[0]?.headers['x-hop'], undefined, 'headers named in Connection are not forwarded')
   t.equal(received[0]?.headers['keep-alive'], undefined, 'hop-by-hop headers are not forwarded')
   t.equal(received[0]?.headers['proxy-authorization'], undefined)
+  t.equal(received[0]?.headers.host, new URL(stack.registry.url).host, 'the Host header names the configured upstream')
+
+  const spoofed = await rawCall(stack, 'GET', '/v2/', { host: 'attacker.example:443' })
+  t.equal(spoofed.status, 200)
+  t.equal(stack.upstreamRequests.at(-1)?.headers.host, new URL(stack.registry.url).host, 'a client\'s Host never selects the upstream')
   t.equal(received[1]?.headers.accept, OCI_MANIFEST, 'end-to-end headers are forwarded')
   t.equal(stack.registry.s3.requests.every((r) => r.headers.authorization === undefined), true)
 })
