@@ -96,12 +96,15 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   })
 
   const agents = deps.agents ?? createUpstreamAgents(config)
-  const dispatcher = deps.dispatcher ?? createDispatcher(config)
+  // Redirect targets are fetched only in follow mode; nothing to open otherwise.
+  const follow = config.redirects === 'follow'
+  const ownDispatcher = follow && deps.dispatcher === undefined ? createDispatcher(config) : undefined
+  const dispatcher = deps.dispatcher ?? ownDispatcher
   app.addHook('onClose', async () => { listener.close() })
   app.addHook('onReady', async () => { credentials.start() })
   app.addHook('onClose', async () => {
     credentials.stop()
-    if (deps.dispatcher === undefined) await dispatcher.close()
+    await ownDispatcher?.close()
     if (deps.agents === undefined) destroyUpstreamAgents(agents)
   })
 
@@ -177,7 +180,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     agents,
     metrics,
     policy: access.policy,
-    ...(config.redirects === 'follow' ? { redirects: new RedirectFollower({ dispatcher, allowedHosts: config.redirectAllowedHosts, region: config.region }) } : {})
+    ...(follow && dispatcher !== undefined ? { redirects: new RedirectFollower({ dispatcher, allowedHosts: config.redirectAllowedHosts, region: config.region }) } : {})
   })
 
   app.setNotFoundHandler(async (request, reply) => {
