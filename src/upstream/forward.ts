@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http'
-import type { Readable } from 'node:stream'
+import { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import fp from 'fastify-plugin'
 import httpProxy from '@fastify/http-proxy'
@@ -167,24 +167,24 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
    */
   async function recoverFromRejection (request: ProxyRequest, reply: ProxyReply, status: number, body: Readable): Promise<void> {
     const proxied = proxiedOf(request)
-    const bytes = await readLimited(body, REJECTION_BODY_LIMIT)
+    const { head, rest } = await readLimited(body, REJECTION_BODY_LIMIT)
     // A HEAD answer has no body to carry the DENIED code: any 403 may be an expired token.
-    const tokenRejected = status === 401 || (request.method === 'HEAD' && status === 403) || (bytes !== undefined && isDenied(bytes))
+    const tokenRejected = status === 401 || (request.method === 'HEAD' && status === 403) || (rest === undefined && isDenied(head))
     if (tokenRejected) {
       options.metrics?.upstreamError('token_rejected')
       const replacement = await proxied.route.upstream.credentials.replacementFor(proxied.token)
       const method = request.method
       if (replacement !== undefined && !proxied.replayed && (method === 'GET' || method === 'HEAD') && !request.raw.destroyed) {
+        rest?.destroy()
         request.log.info({ status }, 'replaying the request with a new ECR token')
         proxied.token = replacement.token
         proxied.replayed = true
-        reply.removeHeader('connection')
         for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name)
         reply.from(proxied.route.path, replyOptions)
         return
       }
     }
-    reply.send(bytes ?? '')
+    reply.send(rest === undefined ? head : Readable.from(concatenated(head, rest)))
   }
 }
 
@@ -205,19 +205,43 @@ function isDenied (body: Buffer): boolean {
   }
 }
 
-/** Reads a small error body; undefined (and the stream dropped) if it is larger than `limit`. */
-async function readLimited (stream: Readable, limit: number): Promise<Buffer | undefined> {
-  const chunks: Buffer[] = []
-  let length = 0
-  for await (const chunk of stream) {
-    length += (chunk as Buffer).length
-    if (length > limit) {
-      stream.destroy()
-      return undefined
+interface ErrorBody {
+  /** The body, or its first bytes when it is larger than the limit. */
+  head: Buffer
+  /** The unread rest, when the body is larger than the limit. */
+  rest?: Readable
+}
+
+/** Reads an error body up to `limit` bytes; a larger one keeps its unread rest for passing on. */
+async function readLimited (stream: Readable, limit: number): Promise<ErrorBody> {
+  return await new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let length = 0
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk)
+      length += chunk.length
+      if (length > limit) {
+        stream.pause()
+        cleanup()
+        resolve({ head: Buffer.concat(chunks), rest: stream })
+      }
     }
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks)
+    const onEnd = () => { cleanup(); resolve({ head: Buffer.concat(chunks) }) }
+    const onError = (err: Error) => { cleanup(); reject(err) }
+    const cleanup = () => {
+      stream.off('data', onData)
+      stream.off('end', onEnd)
+      stream.off('error', onError)
+    }
+    stream.on('data', onData)
+    stream.once('end', onEnd)
+    stream.once('error', onError)
+  })
+}
+
+async function * concatenated (head: Buffer, rest: Readable): AsyncGenerator<Buffer> {
+  yield head
+  for await (const chunk of rest) yield chunk as Buffer
 }
 
 export default fp(forward, { name: 'ecr-auth-proxy-forward', fastify: '5.x' })
