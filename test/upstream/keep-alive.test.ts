@@ -1,10 +1,8 @@
 import { createServer } from 'node:http'
 import t from 'tap'
 import { Agent, request } from 'undici'
-import { buildApp } from '../../src/app.js'
-import { loadConfig, parseCommandLine } from '../../src/config.js'
 import { closeServer, listen } from '../helpers/listen.js'
-import { logSink } from '../helpers/log-sink.js'
+import { proxyFor } from '../helpers/proxy-for.js'
 
 t.test('HEAD and GET reuse upstream connections (no new TLS handshake per HEAD)', async (t) => {
   let connections = 0
@@ -15,12 +13,7 @@ t.test('HEAD and GET reuse upstream connections (no new TLS handshake per HEAD)'
   upstream.on('connection', () => { connections += 1 })
   const url = await listen(upstream)
   t.teardown(() => closeServer(upstream))
-  const { app } = await buildApp(loadConfig(parseCommandLine(['--upstream', url]), {}), {
-    fetchToken: async () => ({ token: 'QVdTOnB3', expiresAt: new Date(Date.now() + 3_600_000) }),
-    logger: logSink('silent').logger
-  })
-  t.teardown(() => app.close())
-  const proxy = await app.listen({ host: '127.0.0.1', port: 0 })
+  const proxy = await proxyFor(t, url)
   const client = new Agent({ connections: 1 })
   t.teardown(() => client.close())
 
