@@ -112,13 +112,9 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   // Socket byte counters already reported, so each request on a kept-alive connection gets the
   // bytes since the previous one: its headers and body, on the wire.
   const reported = new WeakMap<Socket, [read: number, written: number]>()
-  app.addHook('onRequest', async (request, reply) => {
+  // Request targets, methods and framing were checked before routing (src/server/preflight.ts).
+  app.addHook('onRequest', async (request) => {
     request.clientSocket = request.raw.socket
-    // Only origin-form targets: an absolute-form target would let the client pick the host.
-    if (request.raw.url?.startsWith('/') !== true) {
-      sendRegistryError(reply, 400, 'UNSUPPORTED', 'absolute-form request targets are not accepted; this is not a forward proxy')
-      return reply
-    }
   })
 
   // On shutdown Fastify closes idle connections; a connection that finishes its transfer later

@@ -165,8 +165,10 @@ export class ClientAuthenticator {
     const digest = sha256(value)
     let match: string | undefined
     // Every entry is compared, in constant time, whatever matched before.
-    for (const entry of [...this.fileTokens, ...this.envTokens]) {
-      if (timingSafeEqual(digest, entry.digest) && match === undefined) match = entry.label
+    for (const entries of [this.fileTokens, this.envTokens]) {
+      for (const entry of entries) {
+        if (timingSafeEqual(digest, entry.digest) && match === undefined) match = entry.label
+      }
     }
     return match === undefined ? undefined : { kind: 'token', name: match }
   }

@@ -16,6 +16,7 @@ export const SERVED_METHODS: readonly string[] = ['GET', 'HEAD', 'POST', 'PUT', 
 const SERVED = new Set(SERVED_METHODS)
 /** Characters of registry names, tags, digests and upload ids; other paths are made of these too. */
 const PATH_CHARS = /^[A-Za-z0-9._~:/=+-]*$/
+const DOT_SEGMENT = /(^|\/)\.\.?(\/|$)/
 /** Headers a request carries once at most: two copies could be read one way here and another upstream. */
 const SINGLE_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'authorization', 'content-type', 'content-range', 'range', 'expect'])
 
@@ -49,7 +50,7 @@ export function preflight (req: IncomingMessage): Rejection | undefined {
   const code: RegistryErrorCode = path === '/v2' || path.startsWith('/v2/') ? 'NAME_INVALID' : 'UNSUPPORTED'
   if (path.includes('%')) return reject(400, code, 'percent-encoded characters are not accepted in the path; registry paths never need them')
   if (!PATH_CHARS.test(path)) return reject(400, code, 'the path holds characters outside the registry grammar')
-  if (path.split('/').some((segment) => segment === '.' || segment === '..')) return reject(400, code, 'dot segments (. and ..) are not accepted in the path')
+  if (DOT_SEGMENT.test(path)) return reject(400, code, 'dot segments (. and ..) are not accepted in the path')
   if (path.includes('//')) return reject(400, code, 'empty path segments (//) are not accepted')
 
   const seen = new Set<string>()
