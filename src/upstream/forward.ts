@@ -1,11 +1,13 @@
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import { Readable } from 'node:stream'
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { Socket } from 'node:net'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import httpProxy from '@fastify/http-proxy'
 import type { UpstreamAgents } from './agents.js'
+import type { BlobResponse } from './blob-client.js'
 import { TokenUnavailableError } from '../credentials/refresher.js'
-import { sendRegistryError } from '../registry/errors.js'
+import { sendRegistryError, type ErrorReply } from '../registry/errors.js'
 import { checkRequest, classify, type RegistryRequest } from '../registry/routes.js'
 import type { AccessPolicy } from '../access/policy.js'
 import type { ProxyMetrics, UpstreamErrorKind } from '../ops/metrics.js'
@@ -42,6 +44,12 @@ type ReplyOptions = NonNullable<Parameters<FastifyReply['from']>[1]>
 type ProxyRequest = Parameters<NonNullable<ReplyOptions['onResponse']>>[0]
 type ProxyReply = Parameters<NonNullable<ReplyOptions['onResponse']>>[1]
 
+/** The parts of a reply an upstream failure needs; forwarded and blob replies both have them. */
+type FailedReply = ErrorReply & {
+  raw: { headersSent: boolean, destroy: () => unknown }
+  request: { proxied: ProxiedRequest | null }
+}
+
 function proxiedOf (request: { proxied: ProxiedRequest | null } | undefined): ProxiedRequest {
   const proxied = request?.proxied
   if (proxied === undefined || proxied === null) throw new Error('request was not routed')
@@ -67,36 +75,12 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
     onResponse: (request, reply, res) => {
       // From here on the pause allowed is the body timeout (0: none), not the headers timeout.
       (res.stream as Readable & { socket?: { setTimeout: (ms: number) => void } }).socket?.setTimeout(options.agents.bodyTimeoutMs)
-      const proxied = proxiedOf(request)
-      if (options.redirects?.applies(proxied.registry.kind, request.method, res.statusCode) === true) {
-        options.redirects.follow(request, reply, proxied.origin, res as unknown as UpstreamResponse)
-        return
-      }
-      if (res.statusCode === 401 || res.statusCode === 403) {
-        recoverFromRejection(request, reply, res.statusCode, res.stream as Readable).catch((err: unknown) => {
-          request.log.error({ err }, 'recovering from a rejected token failed')
-          if (!reply.sent) sendRegistryError(reply, 502, 'UNAVAILABLE', 'the registry rejected the request and the proxy could not recover')
-        })
-        return
-      }
-      reply.send(res.stream)
+      respond(request, reply, res as unknown as UpstreamResponse, () => { reply.from(proxiedOf(request).route.path, replyOptions) })
     },
     onError: (reply, { error }) => {
       const cause = (error as Error & { cause?: { code?: string, message?: string } }).cause
       const timedOut = (error as { statusCode?: number }).statusCode === 504 || /TIMEOUT/.test(cause?.code ?? '')
-      options.metrics?.upstreamError(timedOut ? 'timeout' : upstreamErrorKind(cause))
-      if (reply.raw.headersSent) {
-        // The upstream failed mid-body (e.g. the body timeout): the client must see a cut
-        // transfer, never a complete-looking one.
-        reply.raw.destroy()
-        return
-      }
-      const origin = reply.request.proxied?.origin ?? 'the registry'
-      if (timedOut) {
-        sendRegistryError(reply, 504, 'UNAVAILABLE', `${origin} did not answer in time`)
-      } else {
-        sendRegistryError(reply, 502, 'UNAVAILABLE', `${origin} could not be reached: ${cause?.message ?? error.message}${cause?.code === undefined ? '' : ` (${cause.code})`}`)
-      }
+      upstreamFailed(reply, { code: cause?.code, message: cause?.message ?? error.message }, timedOut)
     },
     // A kept-alive connection the upstream closed while idle fails at once; an idempotent
     // request without a body is safe to send again, once.
@@ -155,9 +139,100 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
     },
     handler: (request, reply, _dest, handlerOptions) => {
       const proxied = proxiedOf(request)
+      if (isBlobDownload(request)) {
+        fetchBlob(request, reply).catch((err: unknown) => { internalFailure(request, reply, err) })
+        return reply
+      }
       return reply.from(proxied.route.path, handlerOptions)
     }
   })
+
+  /** What the registry answered, for every response that is not a blob body. */
+  function respond (request: ProxyRequest, reply: ProxyReply, res: UpstreamResponse, resend: () => void): void {
+    const proxied = proxiedOf(request)
+    if (options.redirects?.applies(proxied.registry.kind, request.method, res.statusCode) === true) {
+      options.redirects.follow(request, reply, proxied.origin, res)
+      return
+    }
+    if (res.statusCode === 401 || res.statusCode === 403) {
+      recoverFromRejection(request, reply, res.statusCode, res.stream, resend).catch((err: unknown) => {
+        request.log.error({ err }, 'recovering from a rejected token failed')
+        if (!reply.sent) sendRegistryError(reply, 502, 'UNAVAILABLE', 'the registry rejected the request and the proxy could not recover')
+      })
+      return
+    }
+    reply.send(res.stream)
+  }
+
+  /**
+   * A blob GET: fetched with the blob client, whose pooled read buffers carry the body to the
+   * client without an allocation per read. Anything but a 2xx body (a redirect, an error, a
+   * rejected token) takes the same way as every other response.
+   */
+  async function fetchBlob (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const proxied = proxiedOf(request)
+    const url = request.url
+    const queryAt = url.indexOf('?')
+    const target = queryAt === -1 ? proxied.route.path : `${proxied.route.path}${url.slice(queryAt)}`
+    let res: BlobResponse
+    try {
+      res = await options.agents.blobs.get(proxied.origin, target, upstreamRequestHeaders(request.headers, `Basic ${proxied.token}`))
+    } catch (err) {
+      const failure = err as { code?: string, message?: string }
+      upstreamFailed(reply, failure, /TIMEOUT/.test(failure.code ?? ''))
+      return
+    }
+    const socket = request.raw.socket as Socket | null
+    if (socket === null || socket.destroyed) {
+      res.discard()
+      return
+    }
+    const headers = clientResponseHeaders(res.headers, proxied.origin)
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      reply.code(res.statusCode).headers(headers)
+      respond(request, reply, { statusCode: res.statusCode, headers: res.headers, stream: res.stream() }, () => {
+        fetchBlob(request, reply).catch((err: unknown) => { internalFailure(request, reply, err) })
+      })
+      return
+    }
+    // The body goes straight to the client's socket; Fastify still runs onResponse (access log,
+    // metrics) when it finishes.
+    reply.raw.writeHead(res.statusCode, { ...reply.getHeaders(), ...headers } as OutgoingHttpHeaders)
+    reply.hijack()
+    try {
+      await res.pipeTo(reply.raw)
+    } catch (err) {
+      const failure = err as { code?: string, message?: string }
+      if (failure.code !== 'ECLIENTGONE') {
+        options.metrics?.upstreamError(/TIMEOUT/.test(failure.code ?? '') ? 'timeout' : upstreamErrorKind(failure))
+        request.log.warn({ code: failure.code, reason: failure.message }, 'the registry failed in the middle of a blob')
+      }
+      // The client must see a cut transfer, never a complete-looking one.
+      reply.raw.destroy()
+    }
+  }
+
+  function upstreamFailed (reply: FailedReply, cause: { code?: string | undefined, message?: string | undefined }, timedOut: boolean): void {
+    options.metrics?.upstreamError(timedOut ? 'timeout' : upstreamErrorKind(cause))
+    if (reply.raw.headersSent) {
+      // The upstream failed mid-body (e.g. the body timeout): the client must see a cut
+      // transfer, never a complete-looking one.
+      reply.raw.destroy()
+      return
+    }
+    const origin = reply.request.proxied?.origin ?? 'the registry'
+    if (timedOut) {
+      sendRegistryError(reply, 504, 'UNAVAILABLE', `${origin} did not answer in time`)
+    } else {
+      sendRegistryError(reply, 502, 'UNAVAILABLE', `${origin} could not be reached: ${cause.message ?? 'unknown error'}${cause.code === undefined ? '' : ` (${cause.code})`}`)
+    }
+  }
+
+  function internalFailure (request: FastifyRequest, reply: FastifyReply, err: unknown): void {
+    request.log.error({ err }, 'forwarding a blob failed')
+    if (!reply.sent && !reply.raw.headersSent) sendRegistryError(reply, 502, 'UNAVAILABLE', 'internal proxy error while forwarding the blob')
+    else reply.raw.destroy()
+  }
 
   /**
    * ECR answers 401 to a token it does not know and 403 DENIED to an expired one. Either way the
@@ -165,7 +240,7 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
    * never sees the failure. A request with a body has been streamed already and cannot be
    * replayed: the client gets the registry's answer and retries with the new token.
    */
-  async function recoverFromRejection (request: ProxyRequest, reply: ProxyReply, status: number, body: Readable): Promise<void> {
+  async function recoverFromRejection (request: ProxyRequest, reply: ProxyReply, status: number, body: Readable, resend: () => void): Promise<void> {
     const proxied = proxiedOf(request)
     const { head, rest } = await readLimited(body, REJECTION_BODY_LIMIT)
     // A HEAD answer has no body to carry the DENIED code: any 403 may be an expired token.
@@ -180,7 +255,7 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
         proxied.token = replacement.token
         proxied.replayed = true
         for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name)
-        reply.from(proxied.route.path, replyOptions)
+        resend()
         return
       }
     }
@@ -188,7 +263,14 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
   }
 }
 
-function upstreamErrorKind (cause: { code?: string, message?: string } | undefined): UpstreamErrorKind {
+/** A GET of a blob without a request body: the path the blob client takes. */
+function isBlobDownload (request: FastifyRequest): boolean {
+  if (request.method !== 'GET' || request.proxied?.registry.kind !== 'blob') return false
+  const length = request.headers['content-length']
+  return (length === undefined || length === '0') && request.headers['transfer-encoding'] === undefined
+}
+
+function upstreamErrorKind (cause: { code?: string | undefined, message?: string | undefined } | undefined): UpstreamErrorKind {
   const code = cause?.code ?? ''
   if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH') return 'connect'
   if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE') return 'reset'

@@ -1,0 +1,69 @@
+/**
+ * Read buffers that are used again instead of allocated for every socket read. Node hands each
+ * read a fresh 64 KiB Buffer; at a gigabyte per second that is 16,000 external allocations a
+ * second, and V8 answers them with full mark-compacts, which cost more CPU than moving the
+ * bytes (docs/performance.md, finding 1).
+ *
+ * A buffer has one owner at a time: the pool, the socket reading into it, or the writes still
+ * sending its bytes to a client. `give` after the last owner lets go; a buffer the pool already
+ * holds is never added twice, so no two reads can share it.
+ */
+export class ReadBuffer {
+  /** Writes of this buffer's bytes not yet handed to the kernel. */
+  holds = 0
+  /** A socket reads into it (or its callback is running). */
+  reading = false
+  pooled = false
+
+  constructor (readonly bytes: Buffer) {}
+}
+
+export class BufferPool {
+  private readonly free: ReadBuffer[] = []
+  private allocated = 0
+  private taken = false
+  private trimmer: NodeJS.Timeout | undefined
+
+  /**
+   * `maxFree` buffers are kept for the next reads; after `idleMs` without a take, they are let go
+   * too, so a burst of downloads does not pin its buffers for the life of the process.
+   */
+  constructor (readonly size: number, private readonly maxFree: number, private readonly idleMs = 30_000) {}
+
+  take (): ReadBuffer {
+    this.taken = true
+    const buffer = this.free.pop()
+    if (buffer !== undefined) {
+      buffer.pooled = false
+      return buffer
+    }
+    this.allocated++
+    // Slow: outside Node's shared 8 KiB slab, so a pooled buffer never pins other allocations.
+    return new ReadBuffer(Buffer.allocUnsafeSlow(this.size))
+  }
+
+  /** Returns a buffer once nothing reads into it and no write still needs its bytes. */
+  give (buffer: ReadBuffer): void {
+    if (buffer.pooled || buffer.reading || buffer.holds > 0) return
+    if (this.free.length >= this.maxFree) return
+    buffer.pooled = true
+    this.free.push(buffer)
+    this.trimmer ??= setInterval(this.trim, this.idleMs).unref()
+  }
+
+  private readonly trim = (): void => {
+    if (this.taken) {
+      this.taken = false
+      return
+    }
+    for (const buffer of this.free) buffer.pooled = false
+    this.free.length = 0
+    clearInterval(this.trimmer)
+    this.trimmer = undefined
+  }
+
+  /** For tests and metrics: buffers allocated so far and buffers waiting in the pool. */
+  stats (): { allocated: number, free: number } {
+    return { allocated: this.allocated, free: this.free.length }
+  }
+}
