@@ -127,6 +127,10 @@ type Framing =
 function framingOf (head: ResponseHead): Framing {
   if (head.statusCode === 204 || head.statusCode === 304) return { kind: 'none' }
   const transferEncoding = head.headers['transfer-encoding']
+  if (transferEncoding !== undefined && head.headers['content-length'] !== undefined) {
+    // RFC 9112 §6.3: a sign of request smuggling; node:http and undici refuse it too.
+    throw invalidResponse('both Transfer-Encoding and Content-Length')
+  }
   if (transferEncoding !== undefined) {
     const codings = transferEncoding.toLowerCase().split(',').map((c) => c.trim())
     // RFC 9112 §6.3: chunked last means chunked; any other coding is delimited by the close.
@@ -367,6 +371,13 @@ class Connection {
       return this.consumeHead(bytes.subarray(0, length))
     }
     if (this.phase === 'body') return this.consumeBody(bytes, 0, length, buffer)
+    if (this.phase === 'waiting') {
+      // A paused TLS socket still hands over the records it has decrypted: they are body bytes
+      // for the consumer that has not attached yet.
+      const copy = Buffer.from(bytes.subarray(0, length))
+      this.early = this.early === null ? copy : Buffer.concat([this.early, copy])
+      return false
+    }
     // Bytes nobody asked for (idle, or a response still being looked at): the connection is
     // out of step with the registry.
     this.fail(invalidResponse('bytes after the end of a response'))
