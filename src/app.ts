@@ -176,7 +176,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     agents,
     metrics,
     policy: access.policy,
-    ...(follow && dispatcher !== undefined ? { redirects: new RedirectFollower({ dispatcher, allowedHosts: config.redirectAllowedHosts, region: config.region }) } : {})
+    ...(follow && dispatcher !== undefined ? { redirects: new RedirectFollower({ dispatcher, blobs: agents.blobs, allowedHosts: config.redirectAllowedHosts, region: config.region }) } : {})
   })
 
   app.setNotFoundHandler(async (request, reply) => {

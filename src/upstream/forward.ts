@@ -6,6 +6,7 @@ import fp from 'fastify-plugin'
 import httpProxy from '@fastify/http-proxy'
 import type { UpstreamAgents } from './agents.js'
 import type { BlobResponse } from './blob-client.js'
+import { relayBody, upstreamFault } from './blob-reply.js'
 import { TokenUnavailableError } from '../credentials/refresher.js'
 import { sendRegistryError, type ErrorReply } from '../registry/errors.js'
 import { checkRequest, classify, type RegistryRequest } from '../registry/routes.js'
@@ -195,20 +196,13 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
       })
       return
     }
-    // The body goes straight to the client's socket; Fastify still runs onResponse (access log,
-    // metrics) when it finishes.
-    reply.raw.writeHead(res.statusCode, { ...reply.getHeaders(), ...headers } as OutgoingHttpHeaders)
-    reply.hijack()
     try {
-      await res.pipeTo(reply.raw)
+      await relayBody(reply, res, res.statusCode, headers)
     } catch (err) {
-      const failure = err as { code?: string, message?: string }
-      if (failure.code !== 'ECLIENTGONE') {
-        options.metrics?.upstreamError(/TIMEOUT/.test(failure.code ?? '') ? 'timeout' : upstreamErrorKind(failure))
-        request.log.warn({ code: failure.code, reason: failure.message }, 'the registry failed in the middle of a blob')
-      }
-      // The client must see a cut transfer, never a complete-looking one.
-      reply.raw.destroy()
+      const failure = upstreamFault(err)
+      if (failure === undefined) return
+      options.metrics?.upstreamError(/TIMEOUT/.test(failure.code ?? '') ? 'timeout' : upstreamErrorKind(failure))
+      request.log.warn({ code: failure.code, reason: failure.message }, 'the registry failed in the middle of a blob')
     }
   }
 

@@ -4,6 +4,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import picomatch from 'picomatch'
 import type { Dispatcher } from 'undici'
 import { sendRegistryError, type ErrorReply } from '../registry/errors.js'
+import type { BlobClient } from './blob-client.js'
+import { relayBody, upstreamFault, type RelayReply } from './blob-reply.js'
 
 /** How blob redirects (ECR: 307 to a presigned S3 URL) reach the client. */
 export type RedirectMode = 'pass' | 'follow'
@@ -23,16 +25,17 @@ export interface FollowRequest {
   log: FastifyBaseLogger
 }
 
-export interface FollowReply extends ErrorReply {
+export interface FollowReply extends ErrorReply, RelayReply {
   send (payload?: Readable | string): unknown
-  getHeaders (): Record<string, unknown>
   removeHeader (name: string): unknown
   sent: boolean
-  raw: { writableFinished: boolean, once (event: 'close', listener: () => void): unknown }
+  raw: RelayReply['raw'] & { once (event: 'close', listener: () => void): unknown }
 }
 
 export interface RedirectFollowerOptions {
   dispatcher: Dispatcher
+  /** GETs of redirect targets: read into pooled buffers (blob-client.ts). HEADs use the dispatcher. */
+  blobs?: BlobClient | undefined
   /**
    * Host globs a redirect may go to: `host` (default port only) or `host:port`. Undefined: the S3
    * endpoints of the registry's region.
@@ -96,6 +99,14 @@ function header (headers: UpstreamResponse['headers'], name: string): string | u
 }
 
 class RedirectRefused extends Error {}
+
+/** A redirect target's answer, whichever client fetched it. */
+interface TargetResponse {
+  statusCode: number
+  headers: UpstreamResponse['headers']
+  drop: () => Promise<void>
+  deliver: (request: FollowRequest, reply: FollowReply, target: URL) => Promise<void>
+}
 
 /**
  * Follow mode: the proxy fetches a blob's redirect target itself and streams it to the client,
@@ -176,15 +187,9 @@ export class RedirectFollower {
         sendRegistryError(reply, 502, 'UNAVAILABLE', err.message)
         return
       }
-      let response: Dispatcher.ResponseData
+      let response: TargetResponse
       try {
-        response = await this.options.dispatcher.request({
-          origin: target.origin,
-          path: `${target.pathname}${target.search}`,
-          method,
-          headers,
-          signal: controller.signal
-        })
+        response = await this.fetch(target, method, headers, controller.signal)
       } catch (err) {
         if (controller.signal.aborted) return
         const code = (err as { code?: string }).code ?? ''
@@ -197,7 +202,7 @@ export class RedirectFollower {
 
       const next = header(response.headers, 'location')
       if (REDIRECTS.has(response.statusCode) && next !== undefined && hop < MAX_HOPS) {
-        await response.body.dump()
+        await response.drop()
         base = target
         try {
           target = new URL(next, base)
@@ -216,14 +221,14 @@ export class RedirectFollower {
         if (digest !== undefined) reply.header('docker-content-digest', digest)
         reply.header('docker-distribution-api-version', 'registry/2.0')
         if (method === 'HEAD') {
-          await response.body.dump()
+          await response.drop()
           reply.send()
         } else {
-          reply.send(response.body)
+          await response.deliver(request, reply, target)
         }
         return
       }
-      await response.body.dump().catch(() => {})
+      await response.drop().catch(() => {})
       if (response.statusCode === 416) {
         const range = header(response.headers, 'content-range')
         if (range !== undefined) reply.header('content-range', range)
@@ -232,6 +237,39 @@ export class RedirectFollower {
       }
       sendRegistryError(reply, 502, 'UNAVAILABLE', `blob storage at ${target.host} answered ${response.statusCode}`)
       return
+    }
+  }
+
+  /** One request to a redirect target; its body is either delivered to the client or dropped. */
+  private async fetch (target: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal): Promise<TargetResponse> {
+    const path = `${target.pathname}${target.search}`
+    const blobs = this.options.blobs
+    if (method === 'GET' && blobs !== undefined) {
+      const res = await blobs.get(target.origin, path, headers)
+      if (signal.aborted) {
+        res.discard()
+        throw new RedirectRefused('the client went away')
+      }
+      return {
+        statusCode: res.statusCode,
+        headers: res.headers,
+        drop: async () => { res.stream().resume() },
+        deliver: async (request, reply, at) => {
+          try {
+            await relayBody(reply, res, res.statusCode, {})
+          } catch (err) {
+            const failure = upstreamFault(err)
+            if (failure !== undefined) request.log.warn({ redirectHost: at.host, redirectPath: at.pathname, code: failure.code }, 'blob storage failed in the middle of a blob')
+          }
+        }
+      }
+    }
+    const response = await this.options.dispatcher.request({ origin: target.origin, path, method, headers, signal })
+    return {
+      statusCode: response.statusCode,
+      headers: response.headers,
+      drop: async () => { await response.body.dump() },
+      deliver: async (_request, reply) => { reply.send(response.body) }
     }
   }
 

@@ -205,3 +205,27 @@ t.test('follow mode fetches the blob through the same path', async (t) => {
   t.equal(res.headers['content-length'], String(blob.length))
   t.equal(sha256(Buffer.from(await res.body.arrayBuffer())), digest)
 })
+
+t.test('follow mode: storage failing mid-body cuts the client\'s transfer and says so', async (t) => {
+  const storageUrl = await rawUpstream(t, (socket) => {
+    socket.once('data', (data) => {
+      t.notOk(/authorization/i.test(data.toString('latin1')), 'storage never sees a credential')
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: ${2 * 1024 * 1024}\r\n\r\n`)
+      socket.write(randomBytes(128 * 1024), () => socket.destroy())
+    })
+  })
+  const registry = createServer((_req, res) => {
+    res.writeHead(307, { location: `${storageUrl}/layer?X-Amz-Signature=secret` }).end()
+  })
+  const registryUrl = await listen(registry)
+  t.teardown(() => closeServer(registry))
+  const { url, logs } = await proxy(t, registryUrl, ['--redirects', 'follow', '--redirect-allowed-hosts', '127.0.0.1:*'])
+  const res = await request(`${url}/v2/team/app/blobs/${DIGEST}`)
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers['content-length'], String(2 * 1024 * 1024))
+  await t.rejects(res.body.arrayBuffer(), 'the client never sees a complete body')
+  const warned = logs.lines.find((l) => l.msg === 'blob storage failed in the middle of a blob')
+  t.equal(warned?.code, 'ECONNRESET')
+  t.equal(warned?.redirectPath, '/layer')
+  t.notOk(logs.text().includes('secret'), 'the presigned signature is never logged')
+})
