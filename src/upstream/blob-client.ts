@@ -8,8 +8,8 @@ import { BufferPool, type ReadBuffer } from './buffer-pool.js'
  * An HTTP/1.1 client for blob downloads, the one place where the proxy moves gigabytes. It reads
  * the registry's socket into pooled buffers (`onread`), writes each buffer to the client and
  * reuses it once the kernel has taken the bytes, so a download allocates nothing per read. That
- * cuts the CPU a gigabyte costs to about a third (docs/performance.md); node:http's parser owns its socket and
- * cannot do this, hence a parser of our own for the response head and its framing.
+ * cuts the CPU a gigabyte costs to about a third (docs/performance.md). node:http's parser owns
+ * its socket and cannot do this, hence a parser of our own for the response head and framing.
  *
  * Only bodiless GETs come here. Connections are kept alive per origin; TLS is always verified.
  */
