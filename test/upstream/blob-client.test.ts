@@ -1,13 +1,10 @@
-import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import tls from 'node:tls'
 import t, { type Test } from 'tap'
+import { selfSigned } from '../helpers/self-signed.js'
 import { BlobClient, ChunkedDecoder, parseResponseHead, UpstreamFailure, type BlobClientOptions } from '../../src/upstream/blob-client.js'
 
 const KiB = 1024
@@ -216,26 +213,6 @@ class Collector extends Writable {
   async finished (): Promise<void> {
     if (this.writableFinished) return
     await within(once(this, 'finish'), 10_000, 'the destination finishing')
-  }
-}
-
-let certificate: { key: Buffer, cert: Buffer } | undefined
-
-/** A self-signed certificate for 127.0.0.1, made once per run (the openssl call of tls.test.ts). */
-function selfSigned (): { key: Buffer, cert: Buffer } {
-  certificate ??= makeSelfSigned()
-  return certificate
-}
-
-function makeSelfSigned (): { key: Buffer, cert: Buffer } {
-  const dir = mkdtempSync(join(tmpdir(), 'ecr-proxy-tls-'))
-  try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1',
-      '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })
-    return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
   }
 }
 

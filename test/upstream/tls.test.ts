@@ -1,26 +1,11 @@
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer } from 'node:https'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
 import { buildApp } from '../../src/app.js'
 import { createUpstreamAgents } from '../../src/upstream/agents.js'
 import { loadConfig, parseCommandLine } from '../../src/config.js'
 import { closeServer } from '../helpers/listen.js'
 import { logSink } from '../helpers/log-sink.js'
-
-function selfSigned (): { key: Buffer, cert: Buffer } {
-  const dir = mkdtempSync(join(tmpdir(), 'ecr-proxy-tls-'))
-  try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=127.0.0.1',
-      '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })
-    return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
-}
+import { selfSigned } from '../helpers/self-signed.js'
 
 t.test('the upstream certificate is verified', async (t) => {
   const { key, cert } = selfSigned()
