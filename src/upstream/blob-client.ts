@@ -24,7 +24,7 @@ export interface BlobClientOptions {
   readBufferBytes?: number
   /** Read buffers kept for reuse; beyond that they are left to the garbage collector. */
   maxFreeBuffers?: number
-  /** Kept buffers are let go after this long without a download. */
+  /** Kept buffers that stay unused for a whole period of this length are let go. */
   bufferIdleMs?: number
   maxIdlePerOrigin?: number
   idleTimeoutMs?: number
@@ -425,25 +425,40 @@ class Connection {
 
   private async pipeTo (destination: BodyDestination): Promise<void> {
     return await new Promise((resolve, reject) => {
+      let ended = false
+      // Releases of the writes still in flight. Once the destination has closed, its socket is
+      // closed and nothing will read those bytes again: they go back to the pool at once rather
+      // than to the garbage collector with the writes that will never complete.
+      const inFlight = new Set<() => void>()
       const onDrain = () => this.resume()
       const onClose = () => {
-        if (!destination.writableFinished) this.fail(new UpstreamFailure('the client went away', 'ECLIENTGONE'))
-      }
-      const cleanup = () => {
         destination.off('drain', onDrain)
         destination.off('close', onClose)
+        for (const release of inFlight) release()
+        if (!ended && !destination.writableFinished) this.fail(new UpstreamFailure('the client went away', 'ECLIENTGONE'))
       }
       destination.on('close', onClose)
       destination.on('drain', onDrain)
       this.attach({
-        write: (chunk, release) => destination.write(chunk, release),
+        write: (chunk, release) => {
+          let released = false
+          const once = (): void => {
+            if (released) return
+            released = true
+            inFlight.delete(once)
+            release()
+          }
+          inFlight.add(once)
+          return destination.write(chunk, once)
+        },
         end: () => {
-          cleanup()
+          ended = true
+          destination.off('drain', onDrain)
           destination.end()
           resolve()
         },
         fail: (err) => {
-          cleanup()
+          destination.off('drain', onDrain)
           reject(err)
         }
       })
@@ -630,7 +645,7 @@ export class BlobClient {
       // 1 MiB reads: a tenth more throughput than 256 KiB (fewer reads and writes per GiB), at
       // about 2 MiB per running download (the buffer read into and the one being written).
       readBufferBytes: 1024 * 1024,
-      maxFreeBuffers: 16,
+      maxFreeBuffers: 64,
       maxIdlePerOrigin: 32,
       idleTimeoutMs: 30_000,
       bufferIdleMs: 30_000,

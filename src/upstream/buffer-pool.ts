@@ -21,18 +21,20 @@ export class ReadBuffer {
 export class BufferPool {
   private readonly free: ReadBuffer[] = []
   private allocated = 0
-  private taken = false
+  /** The fewest free buffers since the last trim: that many were not needed in the period. */
+  private lowWater = 0
   private trimmer: NodeJS.Timeout | undefined
 
   /**
-   * `maxFree` buffers are kept for the next reads; after `idleMs` without a take, they are let go
-   * too, so a burst of downloads does not pin its buffers for the life of the process.
+   * Up to `maxFree` buffers are kept for the next reads, as many as the busiest moment needed;
+   * every `idleMs`, the ones that stayed free for the whole period are let go, so a burst of
+   * downloads does not pin its buffers for the life of the process.
    */
   constructor (readonly size: number, private readonly maxFree: number, private readonly idleMs = 30_000) {}
 
   take (): ReadBuffer {
-    this.taken = true
     const buffer = this.free.pop()
+    if (this.free.length < this.lowWater) this.lowWater = this.free.length
     if (buffer !== undefined) {
       buffer.pooled = false
       return buffer
@@ -48,18 +50,21 @@ export class BufferPool {
     if (this.free.length >= this.maxFree) return
     buffer.pooled = true
     this.free.push(buffer)
-    this.trimmer ??= setInterval(this.trim, this.idleMs).unref()
+    if (this.trimmer === undefined) {
+      // The period now starting is partial: nothing is known to be surplus yet.
+      this.lowWater = 0
+      this.trimmer = setInterval(this.trim, this.idleMs).unref()
+    }
   }
 
   private readonly trim = (): void => {
-    if (this.taken) {
-      this.taken = false
-      return
+    // The least recently used buffers sit at the bottom of the stack.
+    for (const buffer of this.free.splice(0, this.lowWater)) buffer.pooled = false
+    this.lowWater = this.free.length
+    if (this.free.length === 0) {
+      clearInterval(this.trimmer)
+      this.trimmer = undefined
     }
-    for (const buffer of this.free) buffer.pooled = false
-    this.free.length = 0
-    clearInterval(this.trimmer)
-    this.trimmer = undefined
   }
 
   /** For tests and metrics: buffers allocated so far and buffers waiting in the pool. */

@@ -116,42 +116,44 @@ t.test('at most maxFree buffers are kept; the rest are dropped', async (t) => {
   t.equal(lone.pooled, false)
 })
 
-t.test('idle trim (fake interval): kept while takes go on, dropped after an idle period', async (t) => {
+t.test('idle trim (fake interval): buffers unused for a whole period are let go, the needed ones kept', async (t) => {
   const intervals = fakeIntervals(t)
-  const pool = new BufferPool(256, 4, 20)
-  const a = pool.take()
-  const b = pool.take()
+  const pool = new BufferPool(256, 8, 20)
+  const [a, b, c] = [pool.take(), pool.take(), pool.take()] as const
   t.equal(intervals.length, 0, 'no timer before anything is pooled')
   pool.give(a)
   pool.give(b)
+  pool.give(c)
   t.equal(intervals.length, 1, 'one interval for the pool, not one per give')
   const timer = intervals[0]!
   t.equal(timer.ms, 20)
   t.equal(timer.unrefed, true, 'the interval does not keep the process alive')
-  t.equal(pool.stats().free, 2)
 
-  // A take since the last tick: this tick only notes that the pool was idle from now on.
   timer.callback()
-  t.equal(pool.stats().free, 2, 'a take happened in this period: nothing dropped')
+  t.equal(pool.stats().free, 3, 'the first, partial period drops nothing')
+
+  // One buffer needed in this period, two never touched: those two go, the needed one stays.
+  pool.give(pool.take())
+  timer.callback()
+  t.equal(pool.stats().free, 1, 'the two that stayed free all period are dropped')
+  t.equal([a, b, c].filter((x) => x.pooled).length, 1, 'dropped buffers are no longer marked pooled')
   t.equal(timer.cleared, false)
 
-  // No take in the whole next period: everything goes.
+  // A period without any take: the last one goes and the interval stops.
   timer.callback()
-  t.same(pool.stats(), { allocated: 2, free: 0 })
-  t.equal(a.pooled, false, 'dropped buffers are no longer marked pooled')
-  t.equal(b.pooled, false)
+  t.same(pool.stats(), { allocated: 3, free: 0 })
   t.equal(timer.cleared, true, 'the interval stops with the pool empty')
 
   // The pool works on after a trim: new allocations, a new interval on the next give.
-  const c = pool.take()
-  t.not(c, a)
-  t.not(c, b)
-  t.same(pool.stats(), { allocated: 3, free: 0 })
-  pool.give(c)
+  const d = pool.take()
+  t.notOk([a, b, c].includes(d))
+  t.same(pool.stats(), { allocated: 4, free: 0 })
+  pool.give(d)
   t.equal(intervals.length, 2, 'a new interval once something is pooled again')
 
-  // A take in every period keeps the buffers.
+  // A buffer taken in every period is kept however long that goes on.
   const second = intervals[1]!
+  second.callback()
   for (let i = 0; i < 5; i++) {
     pool.give(pool.take())
     second.callback()
