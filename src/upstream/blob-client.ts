@@ -3,6 +3,7 @@ import net from 'node:net'
 import { Readable } from 'node:stream'
 import tls from 'node:tls'
 import { BufferPool, type ReadBuffer } from './buffer-pool.js'
+import { connectionListed } from './headers.js'
 
 /**
  * An HTTP/1.1 client for blob downloads, the one place where the proxy moves gigabytes. It reads
@@ -147,7 +148,7 @@ function framingOf (head: ResponseHead): Framing {
 
 function keepsAlive (head: ResponseHead, framing: Framing): boolean {
   if (framing.kind === 'close') return false
-  const connection = String(head.headers.connection ?? '').toLowerCase().split(',').map((t) => t.trim())
+  const connection = connectionListed(head.headers.connection)
   return head.minorVersion === 1 ? !connection.includes('close') : connection.includes('keep-alive')
 }
 

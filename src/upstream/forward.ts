@@ -80,8 +80,8 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
     },
     onError: (reply, { error }) => {
       const cause = (error as Error & { cause?: { code?: string, message?: string } }).cause
-      const timedOut = (error as { statusCode?: number }).statusCode === 504 || /TIMEOUT/.test(cause?.code ?? '')
-      upstreamFailed(reply, { code: cause?.code, message: cause?.message ?? error.message }, timedOut)
+      const failure = { code: cause?.code, message: cause?.message ?? error.message }
+      upstreamFailed(reply, failure, (error as { statusCode?: number }).statusCode === 504 || isTimeout(failure))
     },
     // A kept-alive connection the upstream closed while idle fails at once; an idempotent
     // request without a body is safe to send again, once.
@@ -180,7 +180,7 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
       res = await options.agents.blobs.get(proxied.origin, target, upstreamRequestHeaders(request.headers, `Basic ${proxied.token}`))
     } catch (err) {
       const failure = err as { code?: string, message?: string }
-      upstreamFailed(reply, failure, /TIMEOUT/.test(failure.code ?? ''))
+      upstreamFailed(reply, failure)
       return
     }
     const socket = request.raw.socket as Socket | null
@@ -201,12 +201,12 @@ async function forward (app: FastifyInstance, options: ForwardOptions): Promise<
     } catch (err) {
       const failure = upstreamFault(err)
       if (failure === undefined) return
-      options.metrics?.upstreamError(/TIMEOUT/.test(failure.code ?? '') ? 'timeout' : upstreamErrorKind(failure))
       request.log.warn({ code: failure.code, reason: failure.message }, 'the registry failed in the middle of a blob')
+      upstreamFailed(reply, failure)
     }
   }
 
-  function upstreamFailed (reply: FailedReply, cause: { code?: string | undefined, message?: string | undefined }, timedOut: boolean): void {
+  function upstreamFailed (reply: FailedReply, cause: UpstreamCause, timedOut = isTimeout(cause)): void {
     options.metrics?.upstreamError(timedOut ? 'timeout' : upstreamErrorKind(cause))
     if (reply.raw.headersSent) {
       // The upstream failed mid-body (e.g. the body timeout): the client must see a cut
@@ -264,7 +264,14 @@ function isBlobDownload (request: FastifyRequest): boolean {
   return (length === undefined || length === '0') && request.headers['transfer-encoding'] === undefined
 }
 
-function upstreamErrorKind (cause: { code?: string | undefined, message?: string | undefined } | undefined): UpstreamErrorKind {
+interface UpstreamCause { code?: string | undefined, message?: string | undefined }
+
+/** Connect, headers and body timeouts, whichever client raised them. */
+function isTimeout (cause: UpstreamCause): boolean {
+  return /TIMEOUT/.test(cause.code ?? '')
+}
+
+function upstreamErrorKind (cause: UpstreamCause | undefined): UpstreamErrorKind {
   const code = cause?.code ?? ''
   if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'EHOSTUNREACH') return 'connect'
   if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE') return 'reset'

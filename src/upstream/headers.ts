@@ -17,7 +17,8 @@ const NOT_FORWARDED = new Set([
   'host'
 ])
 
-function connectionListed (value: string | string[] | number | undefined): string[] {
+/** The lower-cased tokens of a Connection header. */
+export function connectionListed (value: string | string[] | number | undefined): string[] {
   if (typeof value !== 'string') return []
   return value.split(',').map((name) => name.trim().toLowerCase()).filter((name) => name !== '')
 }

@@ -1,8 +1,7 @@
 /**
  * Raw-socket and file helpers for the security tests (run alone, this file tests its own parser).
  */
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { connect as connectTcp, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -98,23 +97,12 @@ export function replaceFile (file: string, content: string | Buffer): void {
   renameSync(next, file)
 }
 
+export { selfSigned } from '../helpers/self-signed.js'
+
 export function tempDir (t: Test, prefix = 'ecr-proxy-sec-'): string {
   const dir = mkdtempSync(join(tmpdir(), prefix))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   return dir
-}
-
-/** A self-signed EC certificate for 127.0.0.1 and localhost, made with openssl. */
-export function selfSigned (cn: string): { key: Buffer, cert: Buffer } {
-  const dir = mkdtempSync(join(tmpdir(), 'ecr-proxy-cert-'))
-  try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', `/CN=${cn}`,
-      '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost'], { stdio: 'ignore' })
-    return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }
-  } finally {
-    rmSync(dir, { recursive: true, force: true })
-  }
 }
 
 /** Polls `check` every 20 ms until it holds or `timeoutMs` passes; returns whether it held. */

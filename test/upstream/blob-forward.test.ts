@@ -3,13 +3,10 @@ import { createServer, type IncomingHttpHeaders } from 'node:http'
 import net from 'node:net'
 import t, { type Test } from 'tap'
 import { Agent, request } from 'undici'
-import { buildApp } from '../../src/app.js'
-import { loadConfig, parseCommandLine } from '../../src/config.js'
 import { closeServer, listen } from '../helpers/listen.js'
-import { logSink, type LogSink } from '../helpers/log-sink.js'
+import { PROXY_TOKEN, startProxy } from '../helpers/proxy-for.js'
 import { startStack } from '../helpers/stack.js'
 
-const TOKEN = 'QVdTOnB3'
 const DIGEST = `sha256:${'c'.repeat(64)}`
 
 function sha256 (bytes: Buffer): string {
@@ -33,18 +30,6 @@ async function rawUpstream (t: Test, onSocket: (socket: net.Socket) => void): Pr
   return `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`
 }
 
-/** The proxy in front of `upstreamUrl`, with its logs and metrics at hand. */
-async function proxy (t: Test, upstreamUrl: string, argv: string[] = []): Promise<{ url: string, logs: LogSink, metrics: () => Promise<string> }> {
-  const logs = logSink('info')
-  const { app, metrics } = await buildApp(loadConfig(parseCommandLine(['--upstream', upstreamUrl, ...argv]), {}), {
-    fetchToken: async () => ({ token: TOKEN, expiresAt: new Date(Date.now() + 3_600_000) }),
-    logger: logs.logger
-  })
-  t.teardown(() => app.close())
-  const url = await app.listen({ host: '127.0.0.1', port: 0 })
-  return { url, logs, metrics: async () => await metrics.registry.metrics() }
-}
-
 t.test('blob GETs: exact bytes and headers, the proxy\'s credential, one kept-alive connection', async (t) => {
   const blob = randomBytes(3 * 1024 * 1024 + 17)
   const received: IncomingHttpHeaders[] = []
@@ -64,7 +49,7 @@ t.test('blob GETs: exact bytes and headers, the proxy\'s credential, one kept-al
   upstream.on('connection', () => { connections++ })
   const upstreamUrl = await listen(upstream)
   t.teardown(() => closeServer(upstream))
-  const { url, logs } = await proxy(t, upstreamUrl)
+  const { url, logs } = await startProxy(t, upstreamUrl)
   const client = new Agent({ connections: 1 })
   t.teardown(() => client.close())
 
@@ -82,7 +67,7 @@ t.test('blob GETs: exact bytes and headers, the proxy\'s credential, one kept-al
   }
   t.equal(connections, 1, '10 blob downloads over one upstream connection')
   t.equal(received.length, 10)
-  t.equal(received[0]?.authorization, `Basic ${TOKEN}`, 'the proxy\'s token, not the client\'s credential')
+  t.equal(received[0]?.authorization, `Basic ${PROXY_TOKEN}`, 'the proxy\'s token, not the client\'s credential')
   t.equal(received[0]?.['x-client'], 'passed')
   t.equal(received[0]?.host, new URL(upstreamUrl).host)
 
@@ -90,7 +75,7 @@ t.test('blob GETs: exact bytes and headers, the proxy\'s credential, one kept-al
   t.equal(lines.length, 10, 'one access-log line per download')
   t.match(lines[0], { method: 'GET', kind: 'blob', repository: 'team/app', status: 200 })
   t.ok((lines[0]?.bytesOut as number) > blob.length, 'bytes out count the body and its headers')
-  t.notOk(logs.text().includes(TOKEN), 'the token is never logged')
+  t.notOk(logs.text().includes(PROXY_TOKEN), 'the token is never logged')
 })
 
 t.test('a chunked or close-delimited upstream body arrives whole', async (t) => {
@@ -113,7 +98,7 @@ t.test('a chunked or close-delimited upstream body arrives whole', async (t) => 
       }
     })
   })
-  const { url } = await proxy(t, upstreamUrl)
+  const { url } = await startProxy(t, upstreamUrl)
   for (const name of ['chunked', 'close']) {
     const res = await request(`${url}/v2/${name}/app/blobs/${DIGEST}`)
     t.equal(res.statusCode, 200, name)
@@ -128,7 +113,7 @@ t.test('an upstream that fails mid-body leaves the client a cut transfer, and sa
       socket.write(randomBytes(256 * 1024), () => socket.destroy())
     })
   })
-  const { url, logs, metrics } = await proxy(t, upstreamUrl)
+  const { url, logs, metrics } = await startProxy(t, upstreamUrl)
   const res = await request(`${url}/v2/team/app/blobs/${DIGEST}`)
   t.equal(res.statusCode, 200)
   t.equal(res.headers['content-length'], String(4 * 1024 * 1024))
@@ -145,7 +130,7 @@ t.test('an invalid upstream answer or a silent upstream becomes a registry error
       socket.end('HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello')
     })
   })
-  const { url } = await proxy(t, upstreamUrl, ['--upstream-headers-timeout-seconds', '0.2'])
+  const { url } = await startProxy(t, upstreamUrl, ['--upstream-headers-timeout-seconds', '0.2'])
 
   const invalid = await request(`${url}/v2/team/app/blobs/${DIGEST}`)
   t.equal(invalid.statusCode, 502)
@@ -170,7 +155,7 @@ t.test('a range request gets the registry\'s 206 with its Content-Range', async 
   })
   const upstreamUrl = await listen(upstream)
   t.teardown(() => closeServer(upstream))
-  const { url } = await proxy(t, upstreamUrl)
+  const { url } = await startProxy(t, upstreamUrl)
   const res = await request(`${url}/v2/team/app/blobs/${DIGEST}`, { headers: { range: 'bytes=100-4099' } })
   t.equal(res.statusCode, 206)
   t.equal(res.headers['content-range'], `bytes 100-4099/${blob.length}`)
@@ -219,7 +204,7 @@ t.test('follow mode: storage failing mid-body cuts the client\'s transfer and sa
   })
   const registryUrl = await listen(registry)
   t.teardown(() => closeServer(registry))
-  const { url, logs } = await proxy(t, registryUrl, ['--redirects', 'follow', '--redirect-allowed-hosts', '127.0.0.1:*'])
+  const { url, logs } = await startProxy(t, registryUrl, ['--redirects', 'follow', '--redirect-allowed-hosts', '127.0.0.1:*'])
   const res = await request(`${url}/v2/team/app/blobs/${DIGEST}`)
   t.equal(res.statusCode, 200)
   t.equal(res.headers['content-length'], String(2 * 1024 * 1024))
