@@ -2,9 +2,9 @@
 import { readFileSync } from 'node:fs'
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
-import { ConfigError, helpText, loadConfig, parseCommandLine } from './config.js'
+import { ConfigError, helpText, loadConfig, parseCommandLine } from './config/index.js'
 import { createLogger } from './logger.js'
-import { exposureRefusal } from './server/exposure.js'
+import { exposureRefusal } from './http/exposure.js'
 
 async function main (): Promise<number> {
   let config

@@ -2,7 +2,7 @@ import t from 'tap'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ConfigError, helpText, loadConfig, parseCommandLine, SETTINGS } from '../src/config.js'
+import { ConfigError, helpText, loadConfig, parseCommandLine, SETTINGS } from '../src/config/index.js'
 
 const load = (argv: string[], env: NodeJS.ProcessEnv = {}) => loadConfig(parseCommandLine(argv), env)
 

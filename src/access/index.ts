@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Logger } from 'pino'
-import type { Config } from '../config.js'
-import { sendRegistryError } from '../registry/errors.js'
+import type { Config } from '../config/index.js'
+import { sendRegistryError } from '../oci/errors.js'
 import { AuthenticatorBusyError, ClientAuthenticator, type ClientIdentity } from './client-auth.js'
 import { createPolicy, type AccessPolicy } from './policy.js'
 

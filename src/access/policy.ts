@@ -1,6 +1,6 @@
 import picomatch from 'picomatch'
-import type { RegistryErrorCode } from '../registry/errors.js'
-import type { RegistryQuery, RegistryRequest } from '../registry/routes.js'
+import type { RegistryErrorCode } from '../oci/errors.js'
+import type { RegistryQuery, RegistryRequest } from '../oci/grammar.js'
 
 export interface PolicyOptions {
   readOnly: boolean

@@ -3,9 +3,9 @@ import type { Readable } from 'node:stream'
 import type { FastifyBaseLogger } from 'fastify'
 import picomatch from 'picomatch'
 import type { Dispatcher } from 'undici'
-import { sendRegistryError, type ErrorReply } from '../registry/errors.js'
-import type { BlobClient } from './blob-client.js'
-import { relayBody, upstreamFault, type RelayReply } from './blob-reply.js'
+import { sendRegistryError, type ErrorReply } from '../oci/errors.js'
+import type { BlobClient } from './transport/blob-client.js'
+import { relayBody, upstreamFault, type RelayReply } from '../http/relay.js'
 
 /** How blob redirects (ECR: 307 to a presigned S3 URL) reach the client. */
 export type RedirectMode = 'pass' | 'follow'

@@ -1,5 +1,5 @@
 import type { TokenRefresher } from '../credentials/refresher.js'
-import type { RegistryRequest } from '../registry/routes.js'
+import type { RegistryRequest } from '../oci/grammar.js'
 
 /** A registry the proxy forwards to, and the credential it forwards with. */
 export interface Upstream {

@@ -154,7 +154,7 @@ t.test('client auth on the wire: 401 + challenge, htpasswd and tokens pass, cred
 
 t.test('tokens from the environment', async (t) => {
   const { buildApp } = await import('../../src/app.js')
-  const { loadConfig, parseCommandLine } = await import('../../src/config.js')
+  const { loadConfig, parseCommandLine } = await import('../../src/config/index.js')
   const config = loadConfig(parseCommandLine(['--upstream', 'http://127.0.0.1:9']), { ECR_PROXY_BEARER_TOKENS: `${TOKEN}, ${TOKEN2}` })
   const built = await buildApp(config, { fetchToken: async () => ({ token: 'QVdTOng=', expiresAt: new Date(Date.now() + 3_600_000) }), logger: logSink().logger })
   t.teardown(() => built.app.close())

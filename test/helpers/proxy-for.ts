@@ -1,7 +1,7 @@
 import type { Test } from 'tap'
 import type { LevelWithSilent } from 'pino'
 import { buildApp } from '../../src/app.js'
-import { loadConfig, parseCommandLine } from '../../src/config.js'
+import { loadConfig, parseCommandLine } from '../../src/config/index.js'
 import { logSink, type LogSink } from './log-sink.js'
 
 /** The token every proxy of these helpers forwards with. */

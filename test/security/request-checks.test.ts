@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import t from 'tap'
-import { checkRequest, classify, type RegistryRequest } from '../../src/registry/routes.js'
-import { preflight } from '../../src/server/preflight.js'
+import { checkRequest, classify, type RegistryRequest } from '../../src/oci/grammar.js'
+import { preflight } from '../../src/http/preflight.js'
 
 const D = `sha256:${'a'.repeat(64)}`
 

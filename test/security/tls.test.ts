@@ -69,7 +69,7 @@ t.test('the TLS listener serves the registry API and reloads a changed certifica
 t.test('a missing or unusable certificate stops the start', async (t) => {
   const dir = tempDir(t)
   const { buildApp } = await import('../../src/app.js')
-  const { loadConfig, parseCommandLine, ConfigError } = await import('../../src/config.js')
+  const { loadConfig, parseCommandLine, ConfigError } = await import('../../src/config/index.js')
   const pair = selfSigned('x')
   const other = selfSigned('y')
   writeFileSync(join(dir, 'a.crt'), pair.cert)

@@ -5,7 +5,7 @@ import { Writable } from 'node:stream'
 import tls from 'node:tls'
 import t, { type Test } from 'tap'
 import { selfSigned } from '../helpers/self-signed.js'
-import { BlobClient, ChunkedDecoder, parseResponseHead, UpstreamFailure, type BlobClientOptions } from '../../src/upstream/blob-client.js'
+import { BlobClient, ChunkedDecoder, parseResponseHead, UpstreamFailure, type BlobClientOptions } from '../../src/upstream/transport/blob-client.js'
 
 const KiB = 1024
 const MiB = 1024 * 1024

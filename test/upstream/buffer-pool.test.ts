@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap'
-import { BufferPool } from '../../src/upstream/buffer-pool.js'
+import { BufferPool } from '../../src/upstream/transport/buffer-pool.js'
 
 interface FakeInterval { callback: () => void, ms: number, unrefed: boolean, cleared: boolean }
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { clientResponseHeaders, rewriteLink, rewriteLocation, upstreamRequestHeaders } from '../../src/upstream/headers.js'
-import { registryOrigin, toOrigin } from '../../src/upstream/endpoint.js'
+import { registryOrigin, toOrigin } from '../../src/routing/endpoint.js'
 
 const ECR = 'https://600423610423.dkr.ecr.us-east-2.amazonaws.com'
 

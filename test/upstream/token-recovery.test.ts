@@ -134,7 +134,7 @@ t.test('no credentials at all: 503 UNAVAILABLE that says why, and not ready', as
   stack.api.failNext('UnrecognizedClientException', 100)
   // A fresh proxy on the same stack whose first fetch fails.
   const { buildApp } = await import('../../src/app.js')
-  const { loadConfig, parseCommandLine } = await import('../../src/config.js')
+  const { loadConfig, parseCommandLine } = await import('../../src/config/index.js')
   const failing = await buildApp(loadConfig(parseCommandLine(['--upstream', stack.registry.url]), {}), {
     fetchToken: async () => { throw Object.assign(new Error('Could not load credentials from any providers'), { name: 'CredentialsProviderError' }) },
     logger: stack.logs.logger

@@ -3,7 +3,7 @@ import net from 'node:net'
 import { Readable } from 'node:stream'
 import tls from 'node:tls'
 import { BufferPool, type ReadBuffer } from './buffer-pool.js'
-import { connectionListed } from './headers.js'
+import { connectionListed } from '../headers.js'
 
 /**
  * An HTTP/1.1 client for blob downloads, the one place where the proxy moves gigabytes. It reads

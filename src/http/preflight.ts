@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http'
-import type { RegistryErrorCode } from '../registry/errors.js'
-import { printable } from '../registry/routes.js'
+import type { RegistryErrorCode } from '../oci/errors.js'
+import { printable } from '../oci/grammar.js'
 
 /** A request refused before routing: nothing of it reaches Fastify's routes or the upstream. */
 export interface Rejection {

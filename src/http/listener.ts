@@ -5,8 +5,8 @@ import type { Socket } from 'node:net'
 import { createSecureContext } from 'node:tls'
 import type { Logger } from 'pino'
 import { FileWatcher, type WatchOptions } from '../access/file-watcher.js'
-import { registryErrorBody, type RegistryErrorCode } from '../registry/errors.js'
-import { printable } from '../registry/routes.js'
+import { registryErrorBody, type RegistryErrorCode } from '../oci/errors.js'
+import { printable } from '../oci/grammar.js'
 import { preflight, type Rejection } from './preflight.js'
 
 export interface ListenerSettings {

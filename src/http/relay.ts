@@ -1,5 +1,5 @@
 import type { OutgoingHttpHeaders } from 'node:http'
-import type { BlobResponse, BodyDestination } from './blob-client.js'
+import type { BlobResponse, BodyDestination } from '../upstream/transport/blob-client.js'
 
 /** The parts of a Fastify reply that relaying a body needs. */
 export interface RelayReply {

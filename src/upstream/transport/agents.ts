@@ -1,7 +1,7 @@
 import http from 'node:http'
 import https from 'node:https'
 import type { Duplex } from 'node:stream'
-import type { UpstreamTimeouts } from '../server/limits.js'
+import type { UpstreamTimeouts } from './timeouts.js'
 import { BlobClient } from './blob-client.js'
 
 /**

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { classify, isValidDigest, isValidName, printable } from '../../src/registry/routes.js'
+import { classify, isValidDigest, isValidName, printable } from '../../src/oci/grammar.js'
 
 const DIGEST = `sha256:${'a'.repeat(64)}`
 
