@@ -21,7 +21,7 @@ async function main (): Promise<number> {
     }
     config = loadConfig(args)
     // A proxy holding ECR credentials is a credential: no open listener off loopback by accident.
-    const refusal = await exposureRefusal(config)
+    const refusal = await exposureRefusal({ host: config.listener.host, ...config.access })
     if (refusal !== undefined) throw new ConfigError(refusal)
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
@@ -29,7 +29,7 @@ async function main (): Promise<number> {
     return 2
   }
 
-  const logger = createLogger(config.logLevel)
+  const logger = createLogger(config.log.level)
   let built
   try {
     built = await buildApp(config, { logger })
@@ -39,14 +39,14 @@ async function main (): Promise<number> {
   }
   const { app } = built
   try {
-    await app.listen({ host: config.host, port: config.port })
+    await app.listen({ host: config.listener.host, port: config.listener.port })
   } catch (err) {
-    logger.fatal(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`)
+    logger.fatal(`cannot listen on ${config.listener.host}:${config.listener.port}: ${(err as Error).message}`)
     await app.close()
     return 1
   }
   // Registered once listening: close-with-grace also ends the process on 'beforeExit', with 0.
-  closeWithGrace({ delay: config.shutdownGraceSeconds * 1000, logger }, async ({ signal, err }) => {
+  closeWithGrace({ delay: config.listener.shutdownGraceSeconds * 1000, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')
     else logger.info({ signal }, 'shutting down')
     await app.close()

@@ -15,37 +15,37 @@ function configFile (name: string, text: string): string {
 
 t.test('defaults listen on loopback port 5000', async (t) => {
   const config = load([])
-  t.equal(config.host, '127.0.0.1')
-  t.equal(config.port, 5000)
-  t.equal(config.logLevel, 'info')
-  t.same(config.refresh, { fraction: 0.5, minRetrySeconds: 1, maxRetrySeconds: 60, rejectedIntervalSeconds: 10 })
-  t.equal(config.fips, false)
-  t.equal(config.registryId, undefined)
+  t.equal(config.listener.host, '127.0.0.1')
+  t.equal(config.listener.port, 5000)
+  t.equal(config.log.level, 'info')
+  t.same(config.credentials.refresh, { fraction: 0.5, minRetrySeconds: 1, maxRetrySeconds: 60, rejectedIntervalSeconds: 10 })
+  t.equal(config.registries[0]?.fips, false)
+  t.equal(config.registries[0]?.registryId, undefined)
 })
 
 t.test('precedence: flag > environment > file > default', async (t) => {
   const file = configFile('proxy.yaml', 'port: 7000\nregion: us-east-2\nregistryId: "600423610423"\nrefresh:\n  fraction: 0.25\n')
-  t.equal(load(['--config', file]).port, 7000)
-  t.equal(load(['--config', file], { ECR_PROXY_PORT: '7001' }).port, 7001)
-  t.equal(load(['--config', file, '--port', '7002'], { ECR_PROXY_PORT: '7001' }).port, 7002)
+  t.equal(load(['--config', file]).listener.port, 7000)
+  t.equal(load(['--config', file], { ECR_PROXY_PORT: '7001' }).listener.port, 7001)
+  t.equal(load(['--config', file, '--port', '7002'], { ECR_PROXY_PORT: '7001' }).listener.port, 7002)
   const config = load([], { ECR_PROXY_CONFIG: file, ECR_PROXY_REFRESH_MAX_RETRY_SECONDS: '30' })
-  t.equal(config.region, 'us-east-2')
-  t.equal(config.registryId, '600423610423')
-  t.same(config.refresh, { fraction: 0.25, minRetrySeconds: 1, maxRetrySeconds: 30, rejectedIntervalSeconds: 10 })
+  t.equal(config.registries[0]?.region, 'us-east-2')
+  t.equal(config.registries[0]?.registryId, '600423610423')
+  t.same(config.credentials.refresh, { fraction: 0.25, minRetrySeconds: 1, maxRetrySeconds: 30, rejectedIntervalSeconds: 10 })
 })
 
 t.test('JSON config files are read too', async (t) => {
   const file = configFile('proxy.json', JSON.stringify({ host: '::1', logLevel: 'debug', dualStack: true }))
   const config = load(['--config', file])
-  t.equal(config.host, '::1')
-  t.equal(config.logLevel, 'debug')
-  t.equal(config.dualStack, true)
+  t.equal(config.listener.host, '::1')
+  t.equal(config.log.level, 'debug')
+  t.equal(config.registries[0]?.dualStack, true)
 })
 
 t.test('boolean flags and env values', async (t) => {
-  t.equal(load(['--fips']).fips, true)
-  t.equal(load([], { ECR_PROXY_FIPS: 'true' }).fips, true)
-  t.equal(load([], { ECR_PROXY_FIPS: '0' }).fips, false)
+  t.equal(load(['--fips']).registries[0]?.fips, true)
+  t.equal(load([], { ECR_PROXY_FIPS: 'true' }).registries[0]?.fips, true)
+  t.equal(load([], { ECR_PROXY_FIPS: '0' }).registries[0]?.fips, false)
   t.throws(() => load([], { ECR_PROXY_FIPS: 'maybe' }), { message: 'invalid configuration: fips (from ECR_PROXY_FIPS) must be true or false, got "maybe"' })
 })
 
@@ -75,7 +75,7 @@ t.test('--help lists every flag with its environment variable and config key', a
   for (const s of SETTINGS) {
     t.match(help, `--${s.flag}`)
     t.match(help, s.env)
-    t.match(help, `[config: ${s.path.join('.')}]`)
+    t.match(help, `[config: ${s.key}]`)
   }
   t.match(help, 'ECR_PROXY_CONFIG')
   t.match(help, 'AWS_ENDPOINT_URL_ECR')
@@ -84,7 +84,51 @@ t.test('--help lists every flag with its environment variable and config key', a
 t.test('the example configs in config/ are valid', async (t) => {
   for (const name of ['ecr-auth-proxy.yaml', 'ecr-auth-proxy.json']) {
     const config = load(['--config', join(import.meta.dirname, '..', 'config', name)])
-    t.equal(config.registryId, '600423610423', name)
-    t.equal(config.region, 'us-east-2', name)
+    t.equal(config.registries[0]?.registryId, '600423610423', name)
+    t.equal(config.registries[0]?.region, 'us-east-2', name)
   }
+})
+
+t.test('sectioned config files, with the flat keys of earlier releases mapped into them', async (t) => {
+  const sectioned = configFile('sections.yaml', [
+    'listener: { host: "::1", port: 7100, shutdownGraceSeconds: 5 }',
+    'access: { readOnly: true, allowRepositories: [team/*] }',
+    'registries:',
+    '  - registryId: "600423610423"',
+    '    region: eu-west-1',
+    '    dualStack: true',
+    'credentials: { refresh: { fraction: 0.3 } }',
+    'forwarding: { headersTimeoutSeconds: 60, redirects: follow }',
+    'log: { level: warn }',
+    ''
+  ].join('\n'))
+  const config = load(['--config', sectioned])
+  t.same(config.listener, { host: '::1', port: 7100, shutdownGraceSeconds: 5, maxConnections: 1024, headerTimeoutSeconds: 20, idleTimeoutSeconds: 300, keepAliveTimeoutSeconds: 72 })
+  t.same(config.access, { allowUnauthenticated: false, readOnly: true, allowRepositories: ['team/*'], denyRepositories: [] })
+  t.same(config.registries, [{ registryId: '600423610423', region: 'eu-west-1', dualStack: true, fips: false }])
+  t.equal(config.credentials.refresh.fraction, 0.3)
+  t.same(config.forwarding, { connectTimeoutSeconds: 10, headersTimeoutSeconds: 60, bodyTimeoutSeconds: 300, redirects: 'follow' })
+  t.equal(config.log.level, 'warn')
+  // Flags address the same places: --region is the first registry's.
+  t.equal(load(['--config', sectioned, '--region', 'us-east-2']).registries[0]?.region, 'us-east-2')
+  t.equal(load(['--config', sectioned], { ECR_PROXY_PORT: '7200' }).listener.port, 7200)
+
+  const flat = configFile('flat.yaml', 'host: 127.0.0.2\nupstreamBodyTimeoutSeconds: 0\nreadOnly: true\nregion: us-west-2\n')
+  const mapped = load(['--config', flat])
+  t.equal(mapped.listener.host, '127.0.0.2')
+  t.equal(mapped.forwarding.bodyTimeoutSeconds, 0)
+  t.equal(mapped.access.readOnly, true)
+  t.same(mapped.registries, [{ region: 'us-west-2', fips: false, dualStack: false }])
+})
+
+t.test('errors name the key as its source spelled it', async (t) => {
+  const sectioned = configFile('bad-sections.yaml', 'listener: { port: 70000 }\n')
+  t.throws(() => load(['--config', sectioned]), { message: `invalid configuration: listener.port (from config file ${sectioned}) must be integer to be less or equal to 65535, got 70000` })
+  const registry = configFile('bad-registry.yaml', 'registries: [{ registryId: "12" }]\n')
+  t.throws(() => load(['--config', registry]), { message: `invalid configuration: registries.0.registryId (from config file ${registry}) must match ^[0-9]{12}$, got "12"` })
+  const unknown = configFile('unknown-key.yaml', 'registries: [{ account: "1" }]\n')
+  t.throws(() => load(['--config', unknown]), { message: /^invalid configuration: registries\.0\.account \(from config file .*\) is not a known setting/ })
+  t.throws(() => load(['--upstream-body-timeout-seconds=-1']), { message: /^invalid configuration: upstreamBodyTimeoutSeconds \(from --upstream-body-timeout-seconds\) must be/ })
+  const two = configFile('two.yaml', 'registries: [{ region: us-east-2 }, { region: eu-west-1 }]\n')
+  t.throws(() => load(['--config', two]), { message: /^invalid configuration: registries \(from config file .*\) must be/ }, 'one registry per proxy, for now')
 })

@@ -1,113 +1,17 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import { parse as parseYaml } from 'yaml'
+import { ConfigSchema, type Config } from './schema.js'
+import { LEGACY_KEYS, SECTIONS, SETTINGS, type Setting } from './settings.js'
+
+export * from './schema.js'
+export { SETTINGS, type Setting } from './settings.js'
 
 /**
- * One schema for the whole configuration: it validates, fills defaults and gives the types.
- * Precedence (highest first): command-line flag > environment variable > config file > default.
+ * The configuration from three sources. Precedence (highest first): command-line flag >
+ * environment variable > config file > default (the schema's).
  */
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
-
-export const ConfigSchema = Type.Object({
-  host: Type.String({ minLength: 1, default: '127.0.0.1' }),
-  port: Type.Integer({ minimum: 0, maximum: 65535, default: 5000 }),
-  region: Type.Optional(Type.String({ pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]+$' })),
-  registryId: Type.Optional(Type.String({ pattern: '^[0-9]{12}$' })),
-  upstream: Type.Optional(Type.String({ pattern: '^https?://[^/?#@]+/?$' })),
-  fips: Type.Boolean({ default: false }),
-  dualStack: Type.Boolean({ default: false }),
-  logLevel: Type.Union(LOG_LEVELS.map((level) => Type.Literal(level)), { default: 'info' }),
-  refresh: Type.Object({
-    fraction: Type.Number({ exclusiveMinimum: 0, maximum: 0.9, default: 0.5 }),
-    minRetrySeconds: Type.Number({ exclusiveMinimum: 0, default: 1 }),
-    maxRetrySeconds: Type.Number({ exclusiveMinimum: 0, default: 60 }),
-    rejectedIntervalSeconds: Type.Number({ minimum: 0, default: 10 })
-  }, { additionalProperties: false, default: {} }),
-  shutdownGraceSeconds: Type.Number({ minimum: 0, default: 30 }),
-  metrics: Type.Object({
-    repositoryLabel: Type.Boolean({ default: false })
-  }, { additionalProperties: false, default: {} }),
-  // Exposure, client access, policy, egress and limits (docs/security.md).
-  allowUnauthenticated: Type.Boolean({ default: false }),
-  htpasswd: Type.Optional(Type.String({ minLength: 1 })),
-  bearerTokensFile: Type.Optional(Type.String({ minLength: 1 })),
-  // Checked by the client authenticator, whose messages never include a token.
-  bearerTokens: Type.Optional(Type.Array(Type.String())),
-  readOnly: Type.Boolean({ default: false }),
-  allowRepositories: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
-  denyRepositories: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
-  redirects: Type.Union([Type.Literal('pass'), Type.Literal('follow')], { default: 'pass' }),
-  redirectAllowedHosts: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-  tlsCert: Type.Optional(Type.String({ minLength: 1 })),
-  tlsKey: Type.Optional(Type.String({ minLength: 1 })),
-  maxConnections: Type.Integer({ minimum: 0, default: 1024 }),
-  headerTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, default: 20 }),
-  idleTimeoutSeconds: Type.Number({ minimum: 0, default: 300 }),
-  keepAliveTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, default: 72 }),
-  upstreamConnectTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, default: 10 }),
-  upstreamHeadersTimeoutSeconds: Type.Number({ exclusiveMinimum: 0, default: 300 }),
-  upstreamBodyTimeoutSeconds: Type.Number({ minimum: 0, default: 300 })
-}, { additionalProperties: false })
-
-export type Config = Static<typeof ConfigSchema>
-
-/** `list`: comma-separated in flags and the environment, a list in the config file. */
-type Kind = 'string' | 'integer' | 'number' | 'boolean' | 'list'
-
-interface Setting {
-  /** Path of the key in the config file, e.g. ['refresh', 'fraction']. */
-  path: string[]
-  flag: string
-  env: string
-  kind: Kind
-  help: string
-  /** A secret: no flag (argv is visible to every local user), never echoed in an error. */
-  secret?: boolean
-}
-
-function setting (path: string[], kind: Kind, help: string, secret = false): Setting {
-  const words = path.flatMap((part) => part.replace(/([A-Z])/g, ' $1').toLowerCase().split(' '))
-  return { path, kind, help, flag: secret ? '' : words.join('-'), env: `ECR_PROXY_${words.join('_').toUpperCase()}`, ...(secret ? { secret } : {}) }
-}
-
-/** Every setting has a flag, an environment variable and a config key of the same meaning. */
-export const SETTINGS: readonly Setting[] = [
-  setting(['host'], 'string', 'address to listen on (default 127.0.0.1)'),
-  setting(['port'], 'integer', 'port to listen on (default 5000; 0 picks a free port)'),
-  setting(['region'], 'string', 'AWS region of the registry (default: the SDK\'s AWS_REGION / profile setting)'),
-  setting(['registryId'], 'string', 'AWS account id of the registry; default: the proxyEndpoint GetAuthorizationToken returns'),
-  setting(['upstream'], 'string', 'registry origin to forward to, e.g. https://host:port (overrides --registry-id; http:// allowed for local registries)'),
-  setting(['fips'], 'boolean', 'use the FIPS registry endpoint (<id>.dkr.ecr-fips.<region>.amazonaws.com)'),
-  setting(['dualStack'], 'boolean', 'use the dual-stack (IPv4 + IPv6) registry endpoint (<id>.dkr-ecr.<region>.on.aws)'),
-  setting(['logLevel'], 'string', `log level: ${LOG_LEVELS.join(', ')} (default info)`),
-  setting(['refresh', 'fraction'], 'number', 'refresh the token when this fraction of its remaining life has passed (default 0.5)'),
-  setting(['refresh', 'minRetrySeconds'], 'number', 'first retry delay after a failed token fetch (default 1)'),
-  setting(['refresh', 'maxRetrySeconds'], 'number', 'longest retry delay after failed token fetches (default 60)'),
-  setting(['refresh', 'rejectedIntervalSeconds'], 'number', 'least time between refreshes forced by the registry rejecting the token (default 10)'),
-  setting(['shutdownGraceSeconds'], 'number', 'on SIGTERM/SIGINT, let in-flight transfers finish for up to this long (default 30)'),
-  setting(['metrics', 'repositoryLabel'], 'boolean', 'label request metrics with the repository name (only for a known, small set of repositories)'),
-  setting(['allowUnauthenticated'], 'boolean', 'listen on a non-loopback address without client authentication (anyone who reaches the proxy acts as its AWS identity)'),
-  setting(['htpasswd'], 'string', 'htpasswd file of clients allowed in (bcrypt entries: htpasswd -B); reloaded when it changes'),
-  setting(['bearerTokensFile'], 'string', 'file of static client tokens, one per line (Authorization: Bearer, or the password of docker login); reloaded when it changes'),
-  setting(['bearerTokens'], 'list', 'static client tokens, comma-separated (environment or config file only: no flag takes a secret)', true),
-  setting(['readOnly'], 'boolean', 'refuse pushes, deletes and uploads (403 DENIED, nothing sent upstream)'),
-  setting(['allowRepositories'], 'list', 'only these repositories, comma-separated globs (team/*, team/**); default all'),
-  setting(['denyRepositories'], 'list', 'never these repositories, comma-separated globs; wins over --allow-repositories'),
-  setting(['redirects'], 'string', 'blob redirects to storage: pass (to the client, default) or follow (the proxy fetches and streams them)'),
-  setting(['redirectAllowedHosts'], 'list', 'hosts follow mode may fetch from, comma-separated globs, host or host:port (default: the S3 endpoints of the registry\'s region)'),
-  setting(['tlsCert'], 'string', 'serve HTTPS with this certificate chain (PEM; with --tls-key); reloaded when it changes'),
-  setting(['tlsKey'], 'string', 'private key of --tls-cert (PEM)'),
-  setting(['maxConnections'], 'integer', 'most client connections at once; more are dropped (default 1024; 0: no cap)'),
-  setting(['headerTimeoutSeconds'], 'number', 'time a client has to send the request headers (default 20)'),
-  setting(['idleTimeoutSeconds'], 'number', 'close a client connection idle this long (default 300; 0: never)'),
-  setting(['keepAliveTimeoutSeconds'], 'number', 'close a kept-alive client connection after this long without a request (default 72)'),
-  setting(['upstreamConnectTimeoutSeconds'], 'number', 'time to connect to the registry, TLS included (default 10)'),
-  setting(['upstreamHeadersTimeoutSeconds'], 'number', 'time for the registry\'s response headers after the request is sent (default 300)'),
-  setting(['upstreamBodyTimeoutSeconds'], 'number', 'longest pause inside a response body from the registry (default 300; 0: none)')
-]
-
 export class ConfigError extends Error {
   override name = 'ConfigError'
 }
@@ -160,7 +64,7 @@ export function helpText (): string {
     formatOption('--config FILE', 'ECR_PROXY_CONFIG', 'YAML or JSON config file'),
     ...SETTINGS.map((s) => formatOption(
       s.flag === '' ? '(no flag)' : `--${s.flag}${s.kind === 'boolean' ? '' : ` ${s.kind === 'string' ? 'VALUE' : s.kind === 'list' ? 'LIST' : 'N'}`}`,
-      s.env, `${s.help} [config: ${s.path.join('.')}]`)),
+      s.env, `${s.help} [config: ${s.key}]`)),
     formatOption('--help', '', 'show this help'),
     formatOption('--version', '', 'print the version'),
     '',
@@ -176,39 +80,41 @@ function formatOption (flag: string, env: string, help: string): string {
   return `  ${head}${env === '' ? '' : `${env}\n${' '.repeat(36)}`}${help}`
 }
 
-type Source = string
+/** Where a value came from, and the key as its source spelled it (flat or sectioned). */
+interface Origin { source: string, key: string }
 type Raw = Record<string, unknown>
 
 /**
  * Builds the configuration from the three sources. Every value is checked against the schema,
- * and a bad one is reported with its key, where it came from, and what was given.
+ * and a bad one is reported with the key as the user wrote it, where it came from, and what was given.
  */
 export function loadConfig (args: CliArgs, env: NodeJS.ProcessEnv = process.env): Config {
   const raw: Raw = {}
-  const sources = new Map<string, Source>()
+  const origins = new Map<string, Origin>()
 
   const configFile = args.configFile ?? nonEmpty(env.ECR_PROXY_CONFIG)
   if (configFile !== undefined) {
-    const fromFile = readConfigFile(configFile)
-    for (const [key, value] of Object.entries(fromFile)) {
-      raw[key] = value
-      sources.set(key, `config file ${configFile}`)
+    const source = `config file ${configFile}`
+    for (const [key, value] of Object.entries(readConfigFile(configFile))) {
+      const path = SECTIONS.has(key) ? [key] : LEGACY_KEYS.get(key) ?? [key]
+      setAt(raw, path, value)
+      origins.set(path.join('.'), { source, key })
     }
   }
   for (const s of SETTINGS) {
     const value = nonEmpty(env[s.env])
-    if (value !== undefined) assign(raw, sources, s, convert(s, value, s.env), s.env)
+    if (value !== undefined) assign(raw, origins, s, convert(s, value, s.env), s.env)
   }
   for (const [s, value] of args.values) {
-    assign(raw, sources, s, typeof value === 'boolean' ? value : convert(s, value, `--${s.flag}`), `--${s.flag}`)
+    assign(raw, origins, s, typeof value === 'boolean' ? value : convert(s, value, `--${s.flag}`), `--${s.flag}`)
   }
 
   const withDefaults = Value.Default(ConfigSchema, raw)
   const firstError = Value.Errors(ConfigSchema, withDefaults).First()
   if (firstError !== undefined) {
-    const key = firstError.path.replace(/^\//, '').replace(/\//g, '.')
-    const source = sources.get(key) ?? sources.get(key.split('.')[0] ?? '') ?? 'config'
-    const secret = SETTINGS.some((s) => s.secret === true && (key === s.path.join('.') || key.startsWith(`${s.path.join('.')}.`)))
+    const path = firstError.path.replace(/^\//, '').split('/')
+    const { source, key } = originOf(origins, path)
+    const secret = SETTINGS.some((s) => s.secret === true && startsWith(path, s.path))
     const shown = firstError.value === undefined || secret ? '' : `, got ${JSON.stringify(firstError.value)}`
     const problem = firstError.message.startsWith('Unexpected property')
       ? 'is not a known setting (see --help)'
@@ -216,10 +122,23 @@ export function loadConfig (args: CliArgs, env: NodeJS.ProcessEnv = process.env)
     throw new ConfigError(`invalid configuration: ${key === '' ? 'the configuration' : key} (from ${source}) ${problem}${shown}`)
   }
   const config = withDefaults as Config
-  if ((config.tlsCert === undefined) !== (config.tlsKey === undefined)) {
+  if ((config.listener.tlsCert === undefined) !== (config.listener.tlsKey === undefined)) {
     throw new ConfigError('invalid configuration: tlsCert and tlsKey go together (--tls-cert FILE --tls-key FILE)')
   }
   return config
+}
+
+function startsWith (path: readonly string[], prefix: readonly string[]): boolean {
+  return prefix.length <= path.length && prefix.every((part, i) => path[i] === part)
+}
+
+/** The source of the longest recorded prefix of `path`, and the key in the words of that source. */
+function originOf (origins: Map<string, Origin>, path: string[]): Origin {
+  for (let length = path.length; length > 0; length--) {
+    const origin = origins.get(path.slice(0, length).join('.'))
+    if (origin !== undefined) return { source: origin.source, key: [origin.key, ...path.slice(length)].join('.') }
+  }
+  return { source: 'config', key: path.join('.') }
 }
 
 interface ExplainableSchema { pattern?: string, anyOf?: Array<{ const?: unknown }> }
@@ -251,14 +170,25 @@ function readConfigFile (file: string): Raw {
   return parsed as Raw
 }
 
-function assign (raw: Raw, sources: Map<string, Source>, s: Setting, value: unknown, source: Source): void {
-  let target = raw
-  for (const part of s.path.slice(0, -1)) {
+function setAt (raw: Raw, path: readonly string[], value: unknown): void {
+  let target: Raw = raw
+  for (const part of path.slice(0, -1)) {
     const next = target[part]
-    target = target[part] = (typeof next === 'object' && next !== null && !Array.isArray(next)) ? { ...next } : {}
+    if (part === 'registries') {
+      // Flat registry settings address the first entry of the list.
+      const list = Array.isArray(next) ? [...next as unknown[]] : [{}]
+      target[part] = list
+      target = list as unknown as Raw
+      continue
+    }
+    target = target[part] = (typeof next === 'object' && next !== null && !Array.isArray(next)) ? { ...next as Raw } : {}
   }
-  target[s.path[s.path.length - 1] as string] = value
-  sources.set(s.path.join('.'), source)
+  target[path[path.length - 1] as string] = value
+}
+
+function assign (raw: Raw, origins: Map<string, Origin>, s: Setting, value: unknown, source: string): void {
+  setAt(raw, s.path, value)
+  origins.set(s.path.join('.'), { source, key: s.name.join('.') })
 }
 
 function convert (s: Setting, value: string, source: string): string | number | boolean | string[] {
@@ -270,11 +200,11 @@ function convert (s: Setting, value: string, source: string): string | number | 
     case 'boolean':
       if (/^(true|1|yes)$/i.test(value)) return true
       if (/^(false|0|no)$/i.test(value)) return false
-      throw new ConfigError(`invalid configuration: ${s.path.join('.')} (from ${source}) must be true or false, got ${JSON.stringify(value)}`)
+      throw new ConfigError(`invalid configuration: ${s.name.join('.')} (from ${source}) must be true or false, got ${JSON.stringify(value)}`)
     default: {
       const number = Number(value)
       if (value.trim() === '' || !Number.isFinite(number)) {
-        throw new ConfigError(`invalid configuration: ${s.path.join('.')} (from ${source}) must be a number, got ${JSON.stringify(value)}`)
+        throw new ConfigError(`invalid configuration: ${s.name.join('.')} (from ${source}) must be a number, got ${JSON.stringify(value)}`)
       }
       return number
     }

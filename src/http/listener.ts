@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 import { FileWatcher, type WatchOptions } from '../access/file-watcher.js'
 import { registryErrorBody, type RegistryErrorCode } from '../oci/errors.js'
 import { printable } from '../oci/grammar.js'
+import { pathOf } from '../oci/target.js'
 import { preflight, type Rejection } from './preflight.js'
 
 export interface ListenerSettings {
@@ -76,10 +77,8 @@ function endSocket (socket: Socket, response: string): void {
   setTimeout(() => socket.destroy(), 5000).unref()
 }
 
-function pathOf (url: string | undefined): string {
-  const target = url ?? ''
-  const queryAt = target.indexOf('?')
-  return printable(queryAt === -1 ? target : target.slice(0, queryAt))
+function printablePath (url: string | undefined): string {
+  return printable(pathOf(url ?? ''))
 }
 
 /**
@@ -119,7 +118,7 @@ export function createListener (settings: ListenerSettings, log: Logger, watch?:
         handler(req, res)
         return
       }
-      log.info({ method: printable(req.method ?? ''), path: pathOf(req.url), status: rejection.status, code: rejection.code, reason: rejection.message }, 'request refused')
+      log.info({ method: printable(req.method ?? ''), path: printablePath(req.url), status: rejection.status, code: rejection.code, reason: rejection.message }, 'request refused')
       sendRejection(req, res, rejection)
     }
     const server: Server = tlsPair === undefined

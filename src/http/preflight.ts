@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { RegistryErrorCode } from '../oci/errors.js'
 import { printable } from '../oci/grammar.js'
+import { pathOf } from '../oci/target.js'
 
 /** A request refused before routing: nothing of it reaches Fastify's routes or the upstream. */
 export interface Rejection {
@@ -45,8 +46,7 @@ export function preflight (req: IncomingMessage): Rejection | undefined {
       : 'absolute-form request targets are not accepted; this is not a forward proxy')
   }
   if (target.includes('#')) return reject(400, 'UNSUPPORTED', 'a request target carries no fragment')
-  const queryAt = target.indexOf('?')
-  const path = queryAt === -1 ? target : target.slice(0, queryAt)
+  const path = pathOf(target)
   const code: RegistryErrorCode = path === '/v2' || path.startsWith('/v2/') ? 'NAME_INVALID' : 'UNSUPPORTED'
   if (path.includes('%')) return reject(400, code, 'percent-encoded characters are not accepted in the path; registry paths never need them')
   if (!PATH_CHARS.test(path)) return reject(400, code, 'the path holds characters outside the registry grammar')

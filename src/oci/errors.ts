@@ -12,19 +12,3 @@ export interface RegistryErrorBody {
 export function registryErrorBody (code: RegistryErrorCode, message: string, detail?: unknown): RegistryErrorBody {
   return { errors: [detail === undefined ? { code, message } : { code, message, detail }] }
 }
-
-/** Answers in the registry's `{"errors":[…]}` envelope, as every registry client expects. */
-/** The part of a Fastify reply an error needs; HTTP/1 and HTTP/2 replies both have it. */
-export interface ErrorReply {
-  code (status: number): ErrorReply
-  header (name: string, value: string): ErrorReply
-  send (payload: string): unknown
-}
-
-export function sendRegistryError (reply: ErrorReply, status: number, code: RegistryErrorCode, message: string, detail?: unknown): void {
-  reply
-    .code(status)
-    .header('content-type', 'application/json; charset=utf-8')
-    .header('docker-distribution-api-version', 'registry/2.0')
-    .send(JSON.stringify(registryErrorBody(code, message, detail)))
-}

@@ -27,3 +27,15 @@ export function toOrigin (url: string): string {
   }
   return parsed.origin
 }
+
+/** `<acct>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`, `<acct>.dkr-ecr[-fips].<region>.on.aws` → region. */
+export function regionOfRegistry (origin: string): string | undefined {
+  let host: string
+  try {
+    host = new URL(origin).hostname.toLowerCase()
+  } catch {
+    return undefined
+  }
+  const match = /\.(?:dkr\.ecr|dkr\.ecr-fips|dkr-ecr|dkr-ecr-fips)\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws|on\.amazonwebservices\.com\.cn)$/.exec(host)
+  return match?.[1]
+}

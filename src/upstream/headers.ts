@@ -1,3 +1,4 @@
+import type { NameMapping } from '../routing/names.js'
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 
 // RFC 9110 §7.6.1: connection-specific header fields are never forwarded.
@@ -36,10 +37,10 @@ export function upstreamRequestHeaders (client: IncomingHttpHeaders, authorizati
 }
 
 /**
- * Response headers as the upstream sent them, minus hop-by-hop fields, with `Location` and `Link`
- * that point at the upstream turned into paths on the proxy.
+ * Response headers as the registry sent them, minus hop-by-hop fields, with `Location` and `Link`
+ * mapped back to what the client asked for (routing/names.ts).
  */
-export function clientResponseHeaders (upstream: IncomingHttpHeaders | OutgoingHttpHeaders, upstreamOrigin: string): OutgoingHttpHeaders {
+export function clientResponseHeaders (upstream: IncomingHttpHeaders | OutgoingHttpHeaders, names: NameMapping): OutgoingHttpHeaders {
   const listed = connectionListed(upstream.connection as string | undefined)
   const headers: OutgoingHttpHeaders = {}
   for (const name in upstream) {
@@ -48,48 +49,12 @@ export function clientResponseHeaders (upstream: IncomingHttpHeaders | OutgoingH
     headers[name] = value
   }
   const location = headers.location
-  if (typeof location === 'string') headers.location = rewriteLocation(location, upstreamOrigin)
+  if (typeof location === 'string') headers.location = names.location(location)
   const link = headers.link
-  if (link !== undefined) headers.link = Array.isArray(link) ? link.map((l) => rewriteLink(l, upstreamOrigin)) : rewriteLink(String(link), upstreamOrigin)
-  // The upstream's challenge names the upstream's realm; clients of the proxy hold no credential
-  // for it, so passing it on would only make them try to log in to the wrong place.
+  if (link !== undefined) headers.link = Array.isArray(link) ? link.map((l) => names.link(l)) : names.link(String(link))
+  // The registry's challenge names the registry's realm; clients of the proxy hold no credential
+  // for it, so passing it on would only make them try to log in to the wrong place. (The
+  // authorizer reads it before this point.)
   delete headers['www-authenticate']
   return headers
-}
-
-/**
- * An absolute URL on the upstream becomes the same path and query, relative to the proxy.
- * The path and query are kept byte for byte: ECR's upload Location ends in the upload UUID that
- * docker reads back, and its tags/list `last=` is an opaque, encrypted cursor. Other hosts (S3
- * presigned URLs) are left alone.
- */
-export function rewriteLocation (location: string, upstreamOrigin: string): string {
-  if (location.startsWith(upstreamOrigin)) {
-    const rest = location.slice(upstreamOrigin.length)
-    if (rest === '') return '/'
-    if (rest.startsWith('/') || rest.startsWith('?')) return rest
-  }
-  // The same origin written differently (explicit default port, upper-case host); anything
-  // else (S3, or a look-alike such as https://host.evil.example) is not ours.
-  return sameOrigin(location, upstreamOrigin) ? location.slice(originLength(location)) || '/' : location
-}
-
-/** `Link: <https://upstream/v2/…?last=…&n=…>; rel="next"` → `</v2/…?last=…&n=…>; rel="next"`. */
-export function rewriteLink (link: string, upstreamOrigin: string): string {
-  return link.replace(/<([^>]*)>/g, (whole, target: string) => `<${rewriteLocation(target, upstreamOrigin)}>`)
-}
-
-function sameOrigin (url: string, origin: string): boolean {
-  if (!/^https?:\/\//i.test(url)) return false
-  try {
-    return new URL(url).origin === origin
-  } catch {
-    return false
-  }
-}
-
-function originLength (url: string): number {
-  const afterScheme = url.indexOf('//') + 2
-  const end = url.slice(afterScheme).search(/[/?#]/)
-  return end === -1 ? url.length : afterScheme + end
 }

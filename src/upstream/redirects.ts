@@ -1,48 +1,44 @@
 import type { IncomingHttpHeaders } from 'node:http'
-import type { Readable } from 'node:stream'
-import type { FastifyBaseLogger } from 'fastify'
+import type { Logger } from 'pino'
 import picomatch from 'picomatch'
 import type { Dispatcher } from 'undici'
-import { sendRegistryError, type ErrorReply } from '../oci/errors.js'
-import type { BlobClient } from './transport/blob-client.js'
-import { relayBody, upstreamFault, type RelayReply } from '../http/relay.js'
+import { regionOfRegistry } from '../routing/endpoint.js'
+import { UpstreamError, kindOf } from './errors.js'
+import { streamBody } from './transport/agents.js'
+import type { Transport, TransportResponse } from './transport/types.js'
 
 /** How blob redirects (ECR: 307 to a presigned S3 URL) reach the client. */
 export type RedirectMode = 'pass' | 'follow'
 
-export interface UpstreamResponse {
-  statusCode: number
-  headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>
-  stream: Readable
-}
-
-/** The parts of a Fastify request and reply following needs (HTTP/1 and HTTP/2 alike). */
-export interface FollowRequest {
-  url: string
-  method: string
-  headers: Record<string, string | string[] | undefined>
-  raw: { socket: { destroyed: boolean } | null }
-  log: FastifyBaseLogger
-}
-
-export interface FollowReply extends ErrorReply, RelayReply {
-  send (payload?: Readable | string): unknown
-  removeHeader (name: string): unknown
-  sent: boolean
-  raw: RelayReply['raw'] & { once (event: 'close', listener: () => void): unknown }
-}
-
 export interface RedirectFollowerOptions {
   dispatcher: Dispatcher
-  /** GETs of redirect targets: read into pooled buffers (blob-client.ts). HEADs use the dispatcher. */
-  blobs?: BlobClient | undefined
+  /** GETs of redirect targets, where the blob bytes pass: read into pooled buffers. HEADs use the dispatcher. */
+  blobs?: Transport | undefined
   /**
    * Host globs a redirect may go to: `host` (default port only) or `host:port`. Undefined: the S3
    * endpoints of the registry's region.
    */
   allowedHosts?: readonly string[] | undefined
-  /** Region to use when the registry's host name does not say (e.g. --upstream). */
-  region?: string | undefined
+}
+
+/** What following needs to know of the request that was redirected. */
+export interface FollowContext {
+  method: string
+  /** The path and query sent to the registry, against which a relative Location resolves. */
+  path: string
+  /** The client's headers: only Range and Accept go to the storage. */
+  headers: Readonly<Record<string, string | string[] | undefined>>
+  registryOrigin: string
+  /** When the registry's hostname does not say (an explicit upstream). */
+  region: string | undefined
+  log: Logger
+  signal?: AbortSignal | undefined
+}
+
+/** The storage's answer, with the headers that describe its bytes. */
+export interface StorageResponse extends TransportResponse {
+  /** Where the bytes come from, for logs: host and path, never the presigned query. */
+  storage: { host: string, path: string }
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
@@ -51,18 +47,6 @@ const MAX_HOPS = 3
 const PASSED_HEADERS = ['content-length', 'content-range', 'content-type', 'etag', 'accept-ranges', 'last-modified']
 /** The only client headers a redirect target sees. */
 const SENT_HEADERS = ['range', 'accept']
-
-/** `<acct>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]`, `<acct>.dkr-ecr[-fips].<region>.on.aws` → region. */
-export function regionOfRegistry (origin: string): string | undefined {
-  let host: string
-  try {
-    host = new URL(origin).hostname.toLowerCase()
-  } catch {
-    return undefined
-  }
-  const match = /\.(?:dkr\.ecr|dkr\.ecr-fips|dkr-ecr|dkr-ecr-fips)\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws|on\.amazonwebservices\.com\.cn)$/.exec(host)
-  return match?.[1]
-}
 
 /** The S3 endpoints of a region, where ECR's presigned layer URLs point. */
 export function defaultRedirectHosts (region: string): string[] {
@@ -93,26 +77,18 @@ function hostMatcher (patterns: readonly string[]): HostMatcher {
   }
 }
 
-function header (headers: UpstreamResponse['headers'], name: string): string | undefined {
+function header (headers: IncomingHttpHeaders, name: string): string | undefined {
   const value = headers[name]
-  return Array.isArray(value) ? value[0] : value === undefined ? undefined : String(value)
+  return Array.isArray(value) ? value[0] : value
 }
 
-class RedirectRefused extends Error {}
-
-/** A redirect target's answer, whichever client fetched it. */
-interface TargetResponse {
-  statusCode: number
-  headers: UpstreamResponse['headers']
-  drop: () => Promise<void>
-  deliver: (request: FollowRequest, reply: FollowReply, target: URL) => Promise<void>
-}
+const failed = (message: string, code?: string): UpstreamError => new UpstreamError(message, 'other', code)
 
 /**
- * Follow mode: the proxy fetches a blob's redirect target itself and streams it to the client,
- * so clients that can reach only the proxy still pull. The target gets no Authorization and no
- * client header but Range and Accept; only allowlisted hosts are contacted; the presigned URL
- * (its signature is in the query) is never logged, cached or shown — only its host and path.
+ * Follow mode: the proxy fetches a blob's redirect target itself, so clients that can reach only
+ * the proxy still pull. The target gets no Authorization and no client header but Range and
+ * Accept; only allowlisted hosts are contacted; the presigned URL (its signature is in the query)
+ * is never logged, cached or shown — only its host and path.
  */
 export class RedirectFollower {
   private readonly configured: HostMatcher | undefined
@@ -127,9 +103,9 @@ export class RedirectFollower {
     return kind === 'blob' && (method === 'GET' || method === 'HEAD') && REDIRECTS.has(statusCode)
   }
 
-  private matcherFor (registryOrigin: string): HostMatcher | undefined {
+  private matcherFor (registryOrigin: string, fallbackRegion: string | undefined): HostMatcher | undefined {
     if (this.configured !== undefined) return this.configured
-    const region = regionOfRegistry(registryOrigin) ?? this.options.region
+    const region = regionOfRegistry(registryOrigin) ?? fallbackRegion
     if (region === undefined) return undefined
     let matcher = this.byRegion.get(region)
     if (matcher === undefined) {
@@ -139,153 +115,109 @@ export class RedirectFollower {
     return matcher
   }
 
-  /** Takes over the reply: the registry's redirect response is discarded, the target streamed. */
-  follow (request: FollowRequest, reply: FollowReply, registryOrigin: string, res: UpstreamResponse): void {
-    const location = header(res.headers, 'location')
-    const digest = header(res.headers, 'docker-content-digest')
-    res.stream.resume()
-    // reply-from copied the redirect's headers already: none of them describe the target's bytes.
-    for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name)
-    this.run(request, reply, registryOrigin, location, digest).catch((err: unknown) => {
-      request.log.error({ err }, 'following a blob redirect failed')
-      if (!reply.sent) sendRegistryError(reply, 502, 'UNAVAILABLE', 'the blob could not be fetched from its storage location')
-    })
-  }
-
-  private async run (request: FollowRequest, reply: FollowReply, registryOrigin: string, location: string | undefined, digest: string | undefined): Promise<void> {
-    const matcher = this.matcherFor(registryOrigin)
-    if (location === undefined) {
-      sendRegistryError(reply, 502, 'UNAVAILABLE', 'the registry answered a redirect without a Location')
-      return
-    }
-    const controller = new AbortController()
-    const onClose = (): void => { if (!reply.raw.writableFinished) controller.abort() }
-    reply.raw.once('close', onClose)
-    if (request.raw.socket?.destroyed === true) controller.abort()
-
+  /**
+   * Replaces the registry's redirect with the storage's answer. Throws UpstreamError when the
+   * target is refused, unreachable or answers anything but 200/206.
+   */
+  async follow (redirect: TransportResponse, context: FollowContext): Promise<StorageResponse> {
+    const location = header(redirect.headers, 'location')
+    const digest = header(redirect.headers, 'docker-content-digest')
+    redirect.body.discard()
+    if (location === undefined) throw failed('the registry answered a redirect without a Location')
+    const matcher = this.matcherFor(context.registryOrigin, context.region)
     const headers: Record<string, string> = {}
     for (const name of SENT_HEADERS) {
-      const value = request.headers[name]
+      const value = context.headers[name]
       if (typeof value === 'string') headers[name] = value
     }
-    const method = request.method === 'HEAD' ? 'HEAD' : 'GET'
-    let base = new URL(request.url, registryOrigin)
+    const method = context.method === 'HEAD' ? 'HEAD' : 'GET'
+    let base = new URL(context.path, context.registryOrigin)
     let target: URL
     try {
       target = new URL(location, base)
     } catch {
-      sendRegistryError(reply, 502, 'UNAVAILABLE', 'the registry redirected to an invalid URL')
-      return
+      throw failed('the registry redirected to an invalid URL')
     }
 
     for (let hop = 0; ; hop++) {
-      try {
-        this.check(target, registryOrigin, matcher)
-      } catch (err) {
-        if (!(err instanceof RedirectRefused)) throw err
-        request.log.warn({ redirectHost: target.host, redirectPath: target.pathname }, 'blob redirect refused')
-        sendRegistryError(reply, 502, 'UNAVAILABLE', err.message)
-        return
+      const refusal = this.refusal(target, context.registryOrigin, matcher)
+      if (refusal !== undefined) {
+        context.log.warn({ redirectHost: target.host, redirectPath: target.pathname }, 'blob redirect refused')
+        throw failed(refusal)
       }
-      let response: TargetResponse
+      let response: TransportResponse
       try {
-        response = await this.fetch(target, method, headers, controller.signal)
+        response = await this.fetch(target, method, headers, context.signal)
       } catch (err) {
-        if (controller.signal.aborted) return
+        if (context.signal?.aborted === true) throw new UpstreamError('the client went away', 'other', 'ECLIENTGONE')
         const code = (err as { code?: string }).code ?? ''
-        request.log.warn({ redirectHost: target.host, redirectPath: target.pathname, code }, 'blob storage unreachable')
-        if (/TIMEOUT/.test(code)) sendRegistryError(reply, 504, 'UNAVAILABLE', `blob storage at ${target.host} did not answer in time`)
-        else sendRegistryError(reply, 502, 'UNAVAILABLE', `blob storage at ${target.host} could not be reached${code === '' ? '' : ` (${code})`}`)
-        return
+        context.log.warn({ redirectHost: target.host, redirectPath: target.pathname, code }, 'blob storage unreachable')
+        if (kindOf(code) === 'timeout') throw new UpstreamError(`blob storage at ${target.host} did not answer in time`, 'timeout', code)
+        throw failed(`blob storage at ${target.host} could not be reached${code === '' ? '' : ` (${code})`}`, code)
       }
-      request.log.info({ redirectHost: target.host, redirectPath: target.pathname, status: response.statusCode }, 'blob redirect followed')
+      context.log.info({ redirectHost: target.host, redirectPath: target.pathname, status: response.statusCode }, 'blob redirect followed')
 
       const next = header(response.headers, 'location')
       if (REDIRECTS.has(response.statusCode) && next !== undefined && hop < MAX_HOPS) {
-        await response.drop()
+        response.body.discard()
         base = target
         try {
           target = new URL(next, base)
         } catch {
-          sendRegistryError(reply, 502, 'UNAVAILABLE', `blob storage at ${base.host} redirected to an invalid URL`)
-          return
+          throw failed(`blob storage at ${base.host} redirected to an invalid URL`)
         }
         continue
       }
       if (response.statusCode === 200 || response.statusCode === 206) {
-        reply.code(response.statusCode)
+        const passed: IncomingHttpHeaders = {}
         for (const name of PASSED_HEADERS) {
           const value = header(response.headers, name)
-          if (value !== undefined) reply.header(name, value)
+          if (value !== undefined) passed[name] = value
         }
-        if (digest !== undefined) reply.header('docker-content-digest', digest)
-        reply.header('docker-distribution-api-version', 'registry/2.0')
-        if (method === 'HEAD') {
-          await response.drop()
-          reply.send()
-        } else {
-          await response.deliver(request, reply, target)
-        }
-        return
+        if (digest !== undefined) passed['docker-content-digest'] = digest
+        passed['docker-distribution-api-version'] = 'registry/2.0'
+        if (method === 'HEAD') response.body.discard()
+        return { ...response, headers: passed, storage: { host: target.host, path: target.pathname } }
       }
-      await response.drop().catch(() => {})
+      response.body.discard()
       if (response.statusCode === 416) {
         const range = header(response.headers, 'content-range')
-        if (range !== undefined) reply.header('content-range', range)
-        sendRegistryError(reply, 416, 'UNSUPPORTED', 'the requested range is not satisfiable')
-        return
+        throw new UpstreamError('the requested range is not satisfiable', 'other', undefined, { status: 416, errorCode: 'UNSUPPORTED', headers: range === undefined ? {} : { 'content-range': range } })
       }
-      sendRegistryError(reply, 502, 'UNAVAILABLE', `blob storage at ${target.host} answered ${response.statusCode}`)
-      return
+      throw failed(`blob storage at ${target.host} answered ${response.statusCode}`)
     }
   }
 
-  /** One request to a redirect target; its body is either delivered to the client or dropped. */
-  private async fetch (target: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal): Promise<TargetResponse> {
+  /** One request to a redirect target. */
+  private async fetch (target: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal | undefined): Promise<TransportResponse> {
     const path = `${target.pathname}${target.search}`
     const blobs = this.options.blobs
     if (method === 'GET' && blobs !== undefined) {
-      const res = await blobs.get(target.origin, path, headers)
-      if (signal.aborted) {
-        res.discard()
-        throw new RedirectRefused('the client went away')
+      const res = await blobs.request({ origin: target.origin, method, path, headers })
+      if (signal?.aborted === true) {
+        res.body.discard()
+        throw new UpstreamError('the client went away', 'other', 'ECLIENTGONE')
       }
-      return {
-        statusCode: res.statusCode,
-        headers: res.headers,
-        drop: async () => { res.stream().resume() },
-        deliver: async (request, reply, at) => {
-          try {
-            await relayBody(reply, res, res.statusCode, {})
-          } catch (err) {
-            const failure = upstreamFault(err)
-            if (failure !== undefined) request.log.warn({ redirectHost: at.host, redirectPath: at.pathname, code: failure.code }, 'blob storage failed in the middle of a blob')
-          }
-        }
-      }
+      return res
     }
-    const response = await this.options.dispatcher.request({ origin: target.origin, path, method, headers, signal })
-    return {
-      statusCode: response.statusCode,
-      headers: response.headers,
-      drop: async () => { await response.body.dump() },
-      deliver: async (_request, reply) => { reply.send(response.body) }
-    }
+    const response = await this.options.dispatcher.request({ origin: target.origin, path, method, headers, ...(signal === undefined ? {} : { signal }) })
+    return { statusCode: response.statusCode, headers: response.headers, body: streamBody(response.body), pooled: false }
   }
 
-  private check (target: URL, registryOrigin: string, matcher: HostMatcher | undefined): void {
+  private refusal (target: URL, registryOrigin: string, matcher: HostMatcher | undefined): string | undefined {
     const registryScheme = new URL(registryOrigin).protocol
     if (target.protocol !== 'https:' && !(target.protocol === 'http:' && registryScheme === 'http:')) {
-      throw new RedirectRefused(`the registry redirected to ${target.protocol}//${target.host}; only https redirects are followed`)
+      return `the registry redirected to ${target.protocol}//${target.host}; only https redirects are followed`
     }
     if (target.username !== '' || target.password !== '') {
-      throw new RedirectRefused(`the registry redirected to ${target.host} with credentials in the URL; not followed`)
+      return `the registry redirected to ${target.host} with credentials in the URL; not followed`
     }
     if (matcher === undefined) {
-      throw new RedirectRefused(`the registry redirected to ${target.host}, but its region is unknown: set --region or --redirect-allowed-hosts`)
+      return `the registry redirected to ${target.host}, but its region is unknown: set --region or --redirect-allowed-hosts`
     }
     if (!matcher(target)) {
-      throw new RedirectRefused(`the registry redirected to ${target.host}, which is not an allowed redirect host (--redirect-allowed-hosts)`)
+      return `the registry redirected to ${target.host}, which is not an allowed redirect host (--redirect-allowed-hosts)`
     }
+    return undefined
   }
 }

@@ -65,7 +65,7 @@ export async function startStack (t: Test, options: StackOptions = {}): Promise<
   t.teardown(() => proxy.app.close())
   const url = await proxy.app.listen({ host: '127.0.0.1', port: 0 })
   // Tests start from a proxy that holds its first token (unless that fetch is meant to fail).
-  await proxy.upstream.credentials.get().catch(() => {})
+  await proxy.credentials.get(proxy.registries[0]!.credential).get().catch(() => {})
   const client = new Agent({ keepAliveTimeout: 1000 })
   t.teardown(() => client.close())
   return { authority, api, registry, proxy, url, logs, upstreamRequests: registry.requests, client }

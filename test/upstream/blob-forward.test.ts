@@ -120,7 +120,7 @@ t.test('an upstream that fails mid-body leaves the client a cut transfer, and sa
   await t.rejects(res.body.arrayBuffer(), 'the client never sees a complete body')
   const warned = logs.lines.find((l) => l.msg === 'the registry failed in the middle of a blob')
   t.equal(warned?.code, 'ECONNRESET')
-  t.match(await metrics(), /ecr_proxy_upstream_errors_total\{kind="reset"\} 1/)
+  t.match(await metrics(), new RegExp(`ecr_proxy_upstream_errors_total\\{kind="reset",registry="${new URL(upstreamUrl).host}"\\} 1`))
 })
 
 t.test('an invalid upstream answer or a silent upstream becomes a registry error', async (t) => {

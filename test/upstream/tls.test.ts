@@ -30,7 +30,7 @@ t.test('the upstream certificate is verified', async (t) => {
   t.same(seen, [], 'no request, and so no token, reached an unverified server')
 
   // Trusting the certificate (as NODE_EXTRA_CA_CERTS does for the CLI) makes it work.
-  const agents = createUpstreamAgents(config, { ca: cert })
+  const agents = createUpstreamAgents(config.forwarding, { ca: cert })
   const trusting = await buildApp(config, { fetchToken, logger: logSink().logger, agents })
   t.teardown(() => { agents.https.destroy() })
   t.teardown(() => trusting.app.close())

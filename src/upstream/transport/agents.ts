@@ -1,13 +1,14 @@
 import http from 'node:http'
 import https from 'node:https'
-import type { Duplex } from 'node:stream'
-import type { UpstreamTimeouts } from './timeouts.js'
+import { pipeline, type Duplex, type Readable } from 'node:stream'
 import { BlobClient } from './blob-client.js'
+import type { ForwardingTimeouts } from './timeouts.js'
+import type { BodyDestination, ResponseBody, Transport, TransportRequest, TransportResponse } from './types.js'
 
 /**
- * Connection pools toward the upstream registry. Node's agents rather than undici's: undici
- * closes the connection after every HEAD (undici #258), and docker checks manifests and blobs
- * with HEAD, so each check would cost a new TCP and TLS handshake with ECR.
+ * Connection pools toward registries. Node's agents rather than undici's: undici closes the
+ * connection after every HEAD (undici #258), and docker checks manifests and blobs with HEAD, so
+ * each check would cost a new TCP and TLS handshake with ECR.
  */
 export interface UpstreamAgents {
   http: http.Agent
@@ -20,11 +21,11 @@ export interface UpstreamAgents {
   bodyTimeoutMs: number
 }
 
-export function createUpstreamAgents (timeouts: UpstreamTimeouts, tls: { ca?: string | Buffer } = {}): UpstreamAgents {
+export function createUpstreamAgents (timeouts: ForwardingTimeouts, tls: { ca?: string | Buffer } = {}): UpstreamAgents {
   const pool = { keepAlive: true, keepAliveMsecs: 30_000, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' as const }
-  const connectTimeoutMs = Math.round(timeouts.upstreamConnectTimeoutSeconds * 1000)
-  const headersTimeoutMs = Math.round(timeouts.upstreamHeadersTimeoutSeconds * 1000)
-  const bodyTimeoutMs = Math.round(timeouts.upstreamBodyTimeoutSeconds * 1000)
+  const connectTimeoutMs = Math.round(timeouts.connectTimeoutSeconds * 1000)
+  const headersTimeoutMs = Math.round(timeouts.headersTimeoutSeconds * 1000)
+  const bodyTimeoutMs = Math.round(timeouts.bodyTimeoutSeconds * 1000)
   return {
     http: withConnectTimeout(new http.Agent(pool), connectTimeoutMs, 'connect'),
     // Certificates toward the registry are always verified; extra CAs come from
@@ -59,4 +60,115 @@ function withConnectTimeout<A extends http.Agent> (agent: A, timeoutMs: number, 
     return socket
   }
   return agent
+}
+
+function headersTimeout (timeoutMs: number): Error {
+  return Object.assign(new Error(`no response within ${timeoutMs} ms`), { code: 'EHEADERS_TIMEOUT' })
+}
+
+function bodyTimeout (timeoutMs: number): Error {
+  return Object.assign(new Error(`the body paused for ${timeoutMs} ms`), { code: 'EBODY_TIMEOUT' })
+}
+
+/**
+ * Every request through Node's agents: bodies stream both ways; the headers timeout counts from
+ * the last byte written, the body timeout is the longest pause inside the response. A kept-alive
+ * connection the registry closed while idle fails at once; a GET or HEAD without a body is then
+ * sent once more.
+ */
+export function agentTransport (agents: UpstreamAgents): Transport {
+  const once = (request: TransportRequest): Promise<TransportResponse> => new Promise((resolve, reject) => {
+    const secure = request.origin.startsWith('https:')
+    const url = new URL(request.origin)
+    const req = (secure ? https : http).request({
+      protocol: url.protocol,
+      hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+      port: url.port,
+      method: request.method,
+      path: request.path,
+      headers: request.headers,
+      agent: secure ? agents.https : agents.http,
+      timeout: agents.headersTimeoutMs
+    })
+    let answered = false
+    req.on('timeout', () => { req.destroy(answered ? bodyTimeout(agents.bodyTimeoutMs) : headersTimeout(agents.headersTimeoutMs)) })
+    req.once('error', (err) => { if (!answered) reject(err) })
+    req.once('response', (res) => {
+      answered = true
+      // From here on the pause allowed is the body timeout (0: none), not the headers timeout.
+      res.socket.setTimeout(agents.bodyTimeoutMs)
+      // The request's errors now surface on the body.
+      req.on('error', (err) => { res.destroy(err) })
+      resolve({ statusCode: res.statusCode ?? 502, headers: res.headers, body: streamBody(res), pooled: false })
+    })
+    if (request.body === undefined) req.end()
+    else pipeline(request.body, req, () => {})
+  })
+  return {
+    async request (request) {
+      try {
+        return await once(request)
+      } catch (err) {
+        const replayable = request.body === undefined && (request.method === 'GET' || request.method === 'HEAD')
+        if (!replayable || (err as { code?: string }).code !== 'ECONNRESET') throw err
+        return await once(request)
+      }
+    }
+  }
+}
+
+/** The blob client as a transport: bodiless GETs only, read into pooled buffers. */
+export function blobTransport (blobs: BlobClient): Transport {
+  return {
+    async request (request) {
+      if (request.method !== 'GET' || request.body !== undefined) throw new TypeError('the blob client sends bodiless GETs only')
+      const res = await blobs.get(request.origin, request.path, request.headers as Record<string, string | string[]>)
+      return { statusCode: res.statusCode, headers: res.headers, body: res, pooled: true }
+    }
+  }
+}
+
+/** A Node stream as a ResponseBody. */
+export function streamBody (stream: Readable): ResponseBody {
+  return {
+    stream: () => stream,
+    discard: () => { stream.resume() },
+    pipeTo: async (destination) => { await pipeStream(stream, destination) }
+  }
+}
+
+async function pipeStream (stream: Readable, destination: BodyDestination): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    let settled = false
+    const settle = (err?: Error) => {
+      if (settled) return
+      settled = true
+      stream.off('data', onData)
+      stream.off('end', onEnd)
+      stream.off('error', onError)
+      destination.off('drain', onDrain)
+      destination.off('close', onClose)
+      if (err === undefined) resolve()
+      else reject(err)
+    }
+    const onData = (chunk: Buffer) => {
+      if (!destination.write(chunk, () => {})) stream.pause()
+    }
+    const onDrain = () => { stream.resume() }
+    const onEnd = () => {
+      destination.end()
+      settle()
+    }
+    const onError = (err: Error) => { settle(err) }
+    const onClose = () => {
+      if (destination.writableFinished) return
+      stream.destroy()
+      settle(Object.assign(new Error('the client went away'), { code: 'ECLIENTGONE' }))
+    }
+    stream.on('data', onData)
+    stream.once('end', onEnd)
+    stream.once('error', onError)
+    destination.on('drain', onDrain)
+    destination.on('close', onClose)
+  })
 }

@@ -1,23 +1,22 @@
 import type { Agent } from 'undici'
 
-export interface UpstreamTimeouts {
-  upstreamConnectTimeoutSeconds: number
-  upstreamHeadersTimeoutSeconds: number
+export interface ForwardingTimeouts {
+  connectTimeoutSeconds: number
+  headersTimeoutSeconds: number
   /** 0: none. Between two body chunks, not for the whole body: multi-GB layers take long. */
-  upstreamBodyTimeoutSeconds: number
+  bodyTimeoutSeconds: number
 }
 
 /**
- * Options of the undici Agent toward the registry (and, in follow mode, the redirect targets):
- * TLS always verified, a connect timeout (TCP and TLS handshake), a timeout for the response
- * headers (undici restarts it on every request-body chunk it writes, so it counts from the end
- * of an upload) and an idle timeout between body chunks.
+ * Options of the undici Agent toward redirect targets (follow mode): TLS always verified, a
+ * connect timeout (TCP and TLS handshake), a timeout for the response headers and an idle
+ * timeout between body chunks.
  */
-export function upstreamAgentOptions (timeouts: UpstreamTimeouts): Agent.Options {
+export function dispatcherOptions (timeouts: ForwardingTimeouts): Agent.Options {
   return {
-    connect: { rejectUnauthorized: true, timeout: Math.round(timeouts.upstreamConnectTimeoutSeconds * 1000) },
-    headersTimeout: Math.round(timeouts.upstreamHeadersTimeoutSeconds * 1000),
-    bodyTimeout: Math.round(timeouts.upstreamBodyTimeoutSeconds * 1000),
+    connect: { rejectUnauthorized: true, timeout: Math.round(timeouts.connectTimeoutSeconds * 1000) },
+    headersTimeout: Math.round(timeouts.headersTimeoutSeconds * 1000),
+    bodyTimeout: Math.round(timeouts.bodyTimeoutSeconds * 1000),
     keepAliveTimeout: 30_000
   }
 }

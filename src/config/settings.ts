@@ -1,0 +1,90 @@
+import { LOG_LEVELS } from './schema.js'
+
+/** `list`: comma-separated in flags and the environment, a list in the config file. */
+export type Kind = 'string' | 'integer' | 'number' | 'boolean' | 'list'
+
+export interface Setting {
+  /** The flat name of earlier releases, e.g. ['refresh', 'fraction']: flag, variable and legacy file key derive from it. */
+  name: readonly string[]
+  /** Where the value lives in the sectioned configuration, e.g. ['credentials', 'refresh', 'fraction']. */
+  path: readonly string[]
+  /** The config-file key to document: the path, with `registries[0]` for the first registry. */
+  key: string
+  flag: string
+  env: string
+  kind: Kind
+  help: string
+  /** A secret: no flag (argv is visible to every local user), never echoed in an error. */
+  secret?: boolean
+}
+
+function setting (section: readonly string[], name: readonly string[], kind: Kind, help: string, secret = false): Setting {
+  const words = name.flatMap((part) => part.replace(/([A-Z])/g, ' $1').toLowerCase().split(' '))
+  // The forwarding section drops the `upstream` prefix its flat names carried.
+  const last = name[name.length - 1] as string
+  const leaf = section[0] === 'forwarding' ? last.replace(/^upstream([A-Z])/, (_, c: string) => c.toLowerCase()) : last
+  const path = [...section, ...name.slice(0, -1), leaf]
+  return {
+    name,
+    path,
+    key: path.join('.').replace(/^registries\.0\./, 'registries[0].'),
+    kind,
+    help,
+    flag: secret ? '' : words.join('-'),
+    env: `ECR_PROXY_${words.join('_').toUpperCase()}`,
+    ...(secret ? { secret } : {})
+  }
+}
+
+const LISTENER = ['listener']
+const ACCESS = ['access']
+const REGISTRY = ['registries', '0']
+const CREDENTIALS = ['credentials']
+const FORWARDING = ['forwarding']
+
+/** Every setting has a flag, an environment variable and a config key of the same meaning. */
+export const SETTINGS: readonly Setting[] = [
+  setting(LISTENER, ['host'], 'string', 'address to listen on (default 127.0.0.1)'),
+  setting(LISTENER, ['port'], 'integer', 'port to listen on (default 5000; 0 picks a free port)'),
+  setting(REGISTRY, ['region'], 'string', 'AWS region of the registry (default: the SDK\'s AWS_REGION / profile setting)'),
+  setting(REGISTRY, ['registryId'], 'string', 'AWS account id of the registry; default: the proxyEndpoint GetAuthorizationToken returns'),
+  setting(REGISTRY, ['upstream'], 'string', 'registry origin to forward to, e.g. https://host:port (overrides --registry-id; http:// allowed for local registries)'),
+  setting(REGISTRY, ['fips'], 'boolean', 'use the FIPS registry endpoint (<id>.dkr.ecr-fips.<region>.amazonaws.com)'),
+  setting(REGISTRY, ['dualStack'], 'boolean', 'use the dual-stack (IPv4 + IPv6) registry endpoint (<id>.dkr-ecr.<region>.on.aws)'),
+  { ...setting(['log'], ['logLevel'], 'string', `log level: ${LOG_LEVELS.join(', ')} (default info)`), path: ['log', 'level'], key: 'log.level' },
+  setting(CREDENTIALS, ['refresh', 'fraction'], 'number', 'refresh the token when this fraction of its remaining life has passed (default 0.5)'),
+  setting(CREDENTIALS, ['refresh', 'minRetrySeconds'], 'number', 'first retry delay after a failed token fetch (default 1)'),
+  setting(CREDENTIALS, ['refresh', 'maxRetrySeconds'], 'number', 'longest retry delay after failed token fetches (default 60)'),
+  setting(CREDENTIALS, ['refresh', 'rejectedIntervalSeconds'], 'number', 'least time between refreshes forced by the registry rejecting the token (default 10)'),
+  setting(LISTENER, ['shutdownGraceSeconds'], 'number', 'on SIGTERM/SIGINT, let in-flight transfers finish for up to this long (default 30)'),
+  setting([], ['metrics', 'repositoryLabel'], 'boolean', 'label request metrics with the repository name (only for a known, small set of repositories)'),
+  setting(ACCESS, ['allowUnauthenticated'], 'boolean', 'listen on a non-loopback address without client authentication (anyone who reaches the proxy acts as its AWS identity)'),
+  setting(ACCESS, ['htpasswd'], 'string', 'htpasswd file of clients allowed in (bcrypt entries: htpasswd -B); reloaded when it changes'),
+  setting(ACCESS, ['bearerTokensFile'], 'string', 'file of static client tokens, one per line (Authorization: Bearer, or the password of docker login); reloaded when it changes'),
+  setting(ACCESS, ['bearerTokens'], 'list', 'static client tokens, comma-separated (environment or config file only: no flag takes a secret)', true),
+  setting(ACCESS, ['readOnly'], 'boolean', 'refuse pushes, deletes and uploads (403 DENIED, nothing sent upstream)'),
+  setting(ACCESS, ['allowRepositories'], 'list', 'only these repositories, comma-separated globs (team/*, team/**); default all'),
+  setting(ACCESS, ['denyRepositories'], 'list', 'never these repositories, comma-separated globs; wins over --allow-repositories'),
+  setting(FORWARDING, ['redirects'], 'string', 'blob redirects to storage: pass (to the client, default) or follow (the proxy fetches and streams them)'),
+  setting(FORWARDING, ['redirectAllowedHosts'], 'list', 'hosts follow mode may fetch from, comma-separated globs, host or host:port (default: the S3 endpoints of the registry\'s region)'),
+  setting(LISTENER, ['tlsCert'], 'string', 'serve HTTPS with this certificate chain (PEM; with --tls-key); reloaded when it changes'),
+  setting(LISTENER, ['tlsKey'], 'string', 'private key of --tls-cert (PEM)'),
+  setting(LISTENER, ['maxConnections'], 'integer', 'most client connections at once; more are dropped (default 1024; 0: no cap)'),
+  setting(LISTENER, ['headerTimeoutSeconds'], 'number', 'time a client has to send the request headers (default 20)'),
+  setting(LISTENER, ['idleTimeoutSeconds'], 'number', 'close a client connection idle this long (default 300; 0: never)'),
+  setting(LISTENER, ['keepAliveTimeoutSeconds'], 'number', 'close a kept-alive client connection after this long without a request (default 72)'),
+  setting(FORWARDING, ['upstreamConnectTimeoutSeconds'], 'number', 'time to connect to the registry, TLS included (default 10)'),
+  setting(FORWARDING, ['upstreamHeadersTimeoutSeconds'], 'number', 'time for the registry\'s response headers after the request is sent (default 300)'),
+  setting(FORWARDING, ['upstreamBodyTimeoutSeconds'], 'number', 'longest pause inside a response body from the registry (default 300; 0: none)')
+]
+
+/** The sections of the config file; any other top-level key is a flat key of earlier releases. */
+export const SECTIONS = new Set(['listener', 'access', 'registries', 'credentials', 'forwarding', 'log', 'metrics'])
+
+/**
+ * Flat top-level keys of earlier config files and where they now live: `port` → `listener.port`,
+ * `refresh` (a mapping) → `credentials.refresh`.
+ */
+export const LEGACY_KEYS: ReadonlyMap<string, readonly string[]> = new Map(
+  SETTINGS.map((s) => [s.name[0] as string, s.path.slice(0, s.path.length - s.name.length + 1)])
+)

@@ -1,0 +1,89 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
+import type { AccessPolicy } from '../access/policy.js'
+import { checkRequest, classify, type RegistryRequest } from '../oci/grammar.js'
+import { splitTarget } from '../oci/target.js'
+import type { Router, Target } from '../routing/resolve.js'
+import type { UpstreamErrorKind } from '../upstream/errors.js'
+import type { Upstream } from '../upstream/fetch.js'
+import { RegistryError } from './errors.js'
+import { SERVED_METHODS } from './preflight.js'
+import { respond } from './respond.js'
+
+export interface RegistryRouteOptions {
+  router: Router
+  upstream: Upstream
+  /** Read-only mode and repository patterns, decided before anything is sent upstream. */
+  policy?: AccessPolicy | undefined
+  /** A registry failed in the middle of a body it was sending. */
+  onUpstreamError?: ((kind: UpstreamErrorKind, target: Target) => void) | undefined
+}
+
+/**
+ * The registry API, `/v2/…`: parse → resolve → admit → serve. Bodies are never parsed: a push
+ * streams from the client's socket to the registry as it arrives.
+ */
+async function registryRoute (app: FastifyInstance, options: RegistryRouteOptions): Promise<void> {
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
+
+  const handler = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const { path, query } = splitTarget(request.url)
+    const call = parse(request, path, query, options.policy)
+    const target = options.router.resolve(call, query)
+    request.proxy.call = call
+    request.proxy.target = target
+    const upstreamPath = options.router.upstreamPath(target, path)
+    const response = await options.upstream.fetch(target, {
+      method: request.method,
+      kind: call.kind,
+      path: query === '' ? upstreamPath : `${upstreamPath}?${query}`,
+      headers: request.headers,
+      body: hasBody(request) ? request.raw : undefined,
+      log: request.log as Logger,
+      signal: call.kind === 'blob' ? abortedOnClose(reply) : undefined
+    })
+    request.proxy.replayed = response.replayed
+    const origin = target.registry.origin as string
+    return await respond(request, reply, target, origin, response, (kind) => options.onUpstreamError?.(kind, target))
+  }
+
+  for (const url of ['/v2', '/v2/*']) {
+    app.route({ method: [...SERVED_METHODS], url, exposeHeadRoute: false, handler })
+  }
+}
+
+/** The registry operation a request names, checked against the API and the access policy. */
+function parse (request: FastifyRequest, path: string, query: string, policy: AccessPolicy | undefined): RegistryRequest {
+  if (!path.startsWith('/v2/')) throw new RegistryError(404, 'NOT_FOUND', 'registry API paths start with /v2/')
+  const classified = classify(path.slice(4))
+  if (!classified.ok) throw new RegistryError(classified.code === 'NOT_FOUND' ? 404 : 400, classified.code, classified.message)
+  const checked = checkRequest(request.method, classified.request, query)
+  const refusal = checked.ok ? policy?.(request.method, classified.request, checked.query) : checked
+  if (refusal !== undefined) {
+    const headers: Record<string, string> = {}
+    if (!checked.ok && checked.allow !== undefined) headers.allow = checked.allow
+    // The body of a refused upload is never read: end the connection instead of draining it.
+    if (request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined) headers.connection = 'close'
+    throw new RegistryError(refusal.status, refusal.code, refusal.message, headers)
+  }
+  return classified.request
+}
+
+function hasBody (request: FastifyRequest): boolean {
+  const length = request.headers['content-length']
+  return (length !== undefined && length !== '0') || request.headers['transfer-encoding'] !== undefined
+}
+
+/** Aborted when the client's response closes before it finished: what follow mode fetches is dropped. */
+function abortedOnClose (reply: FastifyReply): AbortSignal {
+  const controller = new AbortController()
+  const raw = reply.raw
+  const onClose = (): void => { if (!raw.writableFinished) controller.abort() }
+  raw.once('close', onClose)
+  if (reply.request.raw.socket?.destroyed === true) controller.abort()
+  return controller.signal
+}
+
+/** Registered as an encapsulated plugin: its pass-through body parser applies to /v2 only. */
+export default registryRoute

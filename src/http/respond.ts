@@ -1,0 +1,66 @@
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { OutgoingHttpHeaders } from 'node:http'
+import { Readable } from 'node:stream'
+import { nameMapping, renameTagList } from '../routing/names.js'
+import type { Target } from '../routing/resolve.js'
+import { isClientGone, kindOf, type UpstreamErrorKind } from '../upstream/errors.js'
+import type { UpstreamResponse } from '../upstream/fetch.js'
+import { clientResponseHeaders } from '../upstream/headers.js'
+import { relayBody } from './relay.js'
+
+/** Largest tags/list body renamed in memory; a larger one passes as it is. */
+const LISTING_LIMIT = 4 * 1024 * 1024
+
+/**
+ * Turns what the registry answered into the reply: its status, its headers with Location and
+ * Link mapped back to the client's names, and its bytes, streamed. Bodies read into pooled
+ * buffers are written to the client's socket directly.
+ */
+export async function respond (request: FastifyRequest, reply: FastifyReply, target: Target, origin: string, response: UpstreamResponse, onUpstreamError?: (kind: UpstreamErrorKind) => void): Promise<FastifyReply> {
+  const { statusCode, body } = response
+  const headers = response.storage !== undefined ? response.headers : clientResponseHeaders(response.headers, nameMapping(target, origin))
+  if (request.method === 'HEAD') {
+    body.discard()
+    return reply.code(statusCode).headers(headers).send()
+  }
+  if (response.pooled && statusCode >= 200 && statusCode < 300 && request.raw.httpVersionMajor === 1) {
+    try {
+      await relayBody(reply, body, statusCode, headers)
+    } catch (err) {
+      if (isClientGone(err)) return reply
+      const failure = err as { code?: string, message?: string }
+      if (response.storage === undefined) {
+        request.log.warn({ code: failure.code, reason: failure.message }, 'the registry failed in the middle of a blob')
+        onUpstreamError?.(kindOf(failure.code, failure.message))
+      } else {
+        request.log.warn({ redirectHost: response.storage.host, redirectPath: response.storage.path, code: failure.code }, 'blob storage failed in the middle of a blob')
+      }
+    }
+    return reply
+  }
+  if (statusCode === 200 && target.upstreamName !== target.clientName && request.proxy.call?.kind === 'tags') {
+    return await sendRenamedListing(reply, target, response, headers)
+  }
+  return reply.code(statusCode).headers(headers).send(body.stream())
+}
+
+async function sendRenamedListing (reply: FastifyReply, target: Target, response: UpstreamResponse, headers: OutgoingHttpHeaders): Promise<FastifyReply> {
+  const chunks: Buffer[] = []
+  let length = 0
+  const stream = response.body.stream()
+  for await (const chunk of stream) {
+    chunks.push(chunk as Buffer)
+    length += (chunk as Buffer).length
+    if (length > LISTING_LIMIT) {
+      return reply.code(response.statusCode).headers(headers).send(Readable.from(prepend(chunks, stream)))
+    }
+  }
+  const original = Buffer.concat(chunks)
+  const renamed = renameTagList(original, target) ?? original
+  return reply.code(response.statusCode).headers({ ...headers, 'content-length': String(renamed.length) }).send(renamed)
+}
+
+async function * prepend (chunks: Buffer[], rest: Readable): AsyncGenerator<Buffer> {
+  yield * chunks
+  for await (const chunk of rest) yield chunk as Buffer
+}
