@@ -390,8 +390,10 @@ class Connection {
     let pending = this.headBytes === null ? Buffer.from(bytes) : Buffer.concat([this.headBytes, bytes])
     for (;;) {
       const end = pending.indexOf('\r\n\r\n')
+      // The bound is on the head's bytes, wherever its end falls: without an end yet, the head
+      // is at least as long as what is pending, less a terminator it might end with.
+      if ((end === -1 ? pending.length - 3 : end) > MAX_HEAD_BYTES) throw invalidResponse('response head too large')
       if (end === -1) {
-        if (pending.length > MAX_HEAD_BYTES) throw invalidResponse('response head too large')
         this.headBytes = pending
         return true
       }

@@ -438,7 +438,8 @@ t.test('malformed responses are rejected (EBADRESPONSE); the client works on', a
     { why: 'protocol switch', bytes: 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n' },
     { why: 'bad chunk size', bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n', inBody: true },
     { why: 'chunk longer than its size', bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n', inBody: true },
-    { why: 'head over 64 KiB without an end', bytes: `HTTP/1.1 200 OK\r\n${pad.repeat(70)}` }
+    { why: 'head over 64 KiB without an end', bytes: `HTTP/1.1 200 OK\r\n${pad.repeat(70)}` },
+    { why: 'head over 64 KiB, its end in the last read', bytes: `HTTP/1.1 200 OK\r\n${pad.repeat(70)}Content-Length: 0\r\n\r\n` }
   ]
   for (const { why, bytes, inBody } of cases) {
     const bad = await upstream(t, async (socket) => {
@@ -582,6 +583,26 @@ t.test('a response head larger than the shared head buffer (40 KiB) is assembled
   const sink = new Collector({ keep: true })
   await res.pipeTo(sink)
   t.equal(sink.body.toString(), 'big head')
+})
+
+t.test('a response head of 64 KiB is read, one byte more is refused, wherever the reads end', async (t) => {
+  const prefix = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: '
+  const headOf = (bytes: number): string => `${prefix}${'a'.repeat(bytes - prefix.length)}\r\n\r\nok`
+  const server = await upstream(t, async (socket, request) => {
+    const [, bytes, how] = request.line.split(' ')[1]?.split('/') ?? []
+    const response = headOf(Number(bytes))
+    if (how === 'whole') await send(socket, response)
+    else for (let at = 0; at < response.length; at += 1000) await send(socket, response.slice(at, at + 1000))
+  })
+  const client = blobClient(t)
+  for (const how of ['whole', 'in 1000-byte writes']) {
+    const res = await client.get(server.origin, `/${64 * KiB}/${how}`, {})
+    const sink = new Collector({ keep: true })
+    await res.pipeTo(sink)
+    t.equal(sink.body.toString(), 'ok', `${how}: a head of exactly 64 KiB`)
+    const err = await rejection(client.get(server.origin, `/${64 * KiB + 1}/${how}`, {}))
+    t.equal(err.code, 'EBADRESPONSE', `${how}: one byte more (${err.message})`)
+  }
 })
 
 t.test('idle connections: at most maxIdlePerOrigin kept, closed after idleTimeoutMs', async (t) => {
