@@ -66,8 +66,17 @@ export interface BlobResponse {
 const MAX_HEAD_BYTES = 64 * 1024
 const MAX_CHUNK_LINE_BYTES = 4 * 1024
 const MAX_TRAILER_BYTES = 16 * 1024
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const TCHAR = String.raw`[!#$%&'*+\-.^_\`|~0-9A-Za-z]`
+const TOKEN = new RegExp(`^${TCHAR}+$`)
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/
+/** RFC 9112 §5.1: a field value's leading and trailing whitespace is SP and HTAB only, not NBSP. */
+const FIELD_WHITESPACE = /^[ \t]+|[ \t]+$/g
+/**
+ * RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ), a name a token, a
+ * value a token or a quoted-string. BWS is accepted as RFC 9110 §5.6.3 requires (llhttp refuses it).
+ */
+const QUOTED_STRING = String.raw`"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"`
+const CHUNK_EXTENSIONS = new RegExp(String.raw`^(?:[ \t]*;[ \t]*${TCHAR}+(?:[ \t]*=[ \t]*(?:${TCHAR}+|${QUOTED_STRING}))?)*$`)
 const UNSAFE_IN_REQUEST = /[\r\n\0]/
 /** Like node:http, a second value of these is dropped rather than joined. */
 const SINGLE_VALUED = new Set([
@@ -94,16 +103,21 @@ export function parseResponseHead (text: string): ResponseHead {
   if (status === null) throw invalidResponse('bad status line')
   const headers: IncomingHttpHeaders = {}
   for (let i = 1; i < lines.length; i++) {
-    const line = lines[i] as string
-    const colon = line.indexOf(':')
-    const name = colon === -1 ? '' : line.slice(0, colon)
-    // A name must be a token: no obsolete line folding, no space before the colon.
-    if (!TOKEN.test(name)) throw invalidResponse(`bad header line ${JSON.stringify(line.slice(0, 80))}`)
-    const value = line.slice(colon + 1).trim()
-    if (INVALID_VALUE.test(value)) throw invalidResponse(`bad characters in the value of ${name}`)
+    const [name, value] = fieldLine(lines[i] as string)
     addHeader(headers, name.toLowerCase(), value)
   }
   return { statusCode: Number(status[2]), minorVersion: Number(status[1]), headers }
+}
+
+/** A header or trailer line split into name and value (RFC 9112 §5); anything else is refused. */
+function fieldLine (line: string): [string, string] {
+  const colon = line.indexOf(':')
+  const name = colon === -1 ? '' : line.slice(0, colon)
+  // A name must be a token: no obsolete line folding, no space before the colon.
+  if (!TOKEN.test(name)) throw invalidResponse(`bad header line ${JSON.stringify(line.slice(0, 80))}`)
+  const value = line.slice(colon + 1).replace(FIELD_WHITESPACE, '')
+  if (INVALID_VALUE.test(value)) throw invalidResponse(`bad characters in the value of ${name}`)
+  return [name, value]
 }
 
 function addHeader (headers: IncomingHttpHeaders, name: string, value: string): void {
@@ -113,9 +127,12 @@ function addHeader (headers: IncomingHttpHeaders, name: string, value: string): 
   } else if (name === 'set-cookie') {
     (existing as string[]).push(value)
   } else if (name === 'content-length') {
-    if (existing !== value) throw invalidResponse('conflicting Content-Length values')
+    // RFC 9110 §8.6 lets a recipient take identical values as one; llhttp (node:http, undici)
+    // refuses any second one. On framing the two parsers of this proxy must agree.
+    throw invalidResponse(existing === value ? 'a repeated Content-Length' : 'conflicting Content-Length values')
   } else if (!SINGLE_VALUED.has(name)) {
-    headers[name] = `${existing as string}, ${value}`
+    // As node:http joins them: cookies with "; ", everything else with ", ".
+    headers[name] = `${existing as string}${name === 'cookie' ? '; ' : ', '}${value}`
   }
 }
 
@@ -160,11 +177,15 @@ const LF = 10
  * trailers are bounded; a malformed stream is an error, never a guess.
  */
 export class ChunkedDecoder {
-  private state: 'size' | 'extension' | 'size-lf' | 'data' | 'data-cr' | 'data-lf' | 'trailer-start' | 'trailer-line' | 'end-lf' | 'done' = 'size'
+  private state: 'size' | 'extension' | 'size-lf' | 'data' | 'data-cr' | 'data-lf' | 'trailer-start' | 'trailer-line' | 'trailer-lf' | 'end-lf' | 'done' = 'size'
   private size = 0
+  /** Hex digits of the size after its leading zeros. */
   private digits = 0
+  /** Bytes of the size line so far, digits included. */
   private lineBytes = 0
   private trailerBytes = 0
+  /** The extensions of a size line, or a trailer line, as it arrives: checked whole at its CR. */
+  private line = ''
 
   get done (): boolean {
     return this.state === 'done'
@@ -187,13 +208,15 @@ export class ChunkedDecoder {
         case 'size': {
           const digit = hexValue(byte)
           if (digit !== -1) {
-            // 13 hex digits stay below 2^53; no blob is larger.
-            if (++this.digits > 13) throw invalidResponse('chunk size too large')
+            // 13 significant hex digits stay below 2^53; no blob is larger. Leading zeros are
+            // allowed (RFC 9112 §7.1: 1*HEXDIG) and bounded with the line.
+            if ((this.size > 0 || digit > 0) && ++this.digits > 13) throw invalidResponse('chunk size too large')
+            if (++this.lineBytes > MAX_CHUNK_LINE_BYTES) throw invalidResponse('chunk size line too long')
             this.size = this.size * 16 + digit
-          } else if (this.digits > 0 && (byte === 0x3b || byte === 0x20 || byte === 0x09)) {
+          } else if (this.lineBytes > 0 && (byte === 0x3b || byte === 0x20 || byte === 0x09)) {
             this.state = 'extension'
-            this.lineBytes = 0
-          } else if (this.digits > 0 && byte === CR) {
+            this.line = String.fromCharCode(byte)
+          } else if (this.lineBytes > 0 && byte === CR) {
             this.state = 'size-lf'
           } else {
             throw invalidResponse('bad chunk size')
@@ -201,13 +224,22 @@ export class ChunkedDecoder {
           break
         }
         case 'extension':
-          if (byte === CR) this.state = 'size-lf'
-          else if (++this.lineBytes > MAX_CHUNK_LINE_BYTES) throw invalidResponse('chunk extension too long')
+          if (byte === CR) {
+            // Checked whole: a bare LF, a NUL or an unclosed quote must not pass for an extension.
+            if (!CHUNK_EXTENSIONS.test(this.line)) throw invalidResponse(`bad chunk extension ${JSON.stringify(this.line.slice(0, 80))}`)
+            this.line = ''
+            this.state = 'size-lf'
+          } else if (++this.lineBytes > MAX_CHUNK_LINE_BYTES) {
+            throw invalidResponse('chunk extension too long')
+          } else {
+            this.line += String.fromCharCode(byte)
+          }
           break
         case 'size-lf':
           if (byte !== LF) throw invalidResponse('bad chunk size line')
           this.state = this.size === 0 ? 'trailer-start' : 'data'
           this.digits = 0
+          this.lineBytes = 0
           break
         case 'data-cr':
           if (byte !== CR) throw invalidResponse('chunk longer than its size')
@@ -220,11 +252,24 @@ export class ChunkedDecoder {
           break
         case 'trailer-start':
           if (++this.trailerBytes > MAX_TRAILER_BYTES) throw invalidResponse('trailer too long')
-          this.state = byte === CR ? 'end-lf' : 'trailer-line'
+          if (byte === CR) {
+            this.state = 'end-lf'
+          } else {
+            this.state = 'trailer-line'
+            this.line = String.fromCharCode(byte)
+          }
           break
         case 'trailer-line':
           if (++this.trailerBytes > MAX_TRAILER_BYTES) throw invalidResponse('trailer too long')
-          if (byte === LF) this.state = 'trailer-start'
+          if (byte === CR) this.state = 'trailer-lf'
+          else this.line += String.fromCharCode(byte)
+          break
+        case 'trailer-lf':
+          if (byte !== LF) throw invalidResponse('bad trailer line')
+          // Trailer fields are dropped, but only well-formed ones: the same rules as the head's.
+          fieldLine(this.line)
+          this.line = ''
+          this.state = 'trailer-start'
           break
         case 'end-lf':
           if (byte !== LF) throw invalidResponse('bad end of chunked body')

@@ -335,6 +335,9 @@ t.test('ChunkedDecoder: decodes strictly, whatever the slicing', async (t) => {
   t.equal(decodeChunked('0\r\n\r\n').body.length, 0, 'an empty body')
   t.equal(decodeChunked('0\r\n\r\n').ended, 5)
   t.equal(decodeChunked(`fffffffffffff\r\n${'x'.repeat(10)}`).ended, undefined, '13 hex digits are a size')
+  t.equal(decodeChunked(`${'0'.repeat(20)}3\r\nabc\r\n0\r\n\r\n`).body.toString(), 'abc', 'leading zeros are not significant digits')
+  const extensions = '1 ;a\r\nA\r\n1; a = b\r\nB\r\n1;a="q;\\"\t\xe9";b=t0k~n\r\nC\r\n0;last\r\n\r\n'
+  t.equal(decodeChunked(extensions, 1).body.toString(), 'ABC', 'extensions with BWS, quoted strings, quoted pairs, obs-text')
   const trailer = `0\r\nX-Big: ${'a'.repeat(8 * KiB)}\r\n\r\n`
   t.equal(decodeChunked(trailer).ended, trailer.length, 'an 8 KiB trailer is fine')
 
@@ -349,12 +352,30 @@ t.test('ChunkedDecoder: decodes strictly, whatever the slicing', async (t) => {
     ['3\r\nabcX\r\n0\r\n\r\n', 'data longer than its size'],
     ['3\r\nabc\rX0\r\n\r\n', 'CR without LF after the data'],
     ['3\r\nabc0\r\n\r\n', 'no CRLF after the data'],
-    [`${'0'.repeat(13)}1\r\nx\r\n`, '14 hex digits'],
+    [`1${'0'.repeat(13)}\r\nx\r\n`, '14 significant hex digits'],
     [`${'f'.repeat(14)}\r\n`, 'a size beyond 2^53'],
     [`1;${'e'.repeat(5 * KiB)}\r\nx\r\n0\r\n\r\n`, 'an extension over 4 KiB'],
     [`0\r\nX-Big: ${'a'.repeat(17 * KiB)}\r\n\r\n`, 'a trailer over 16 KiB'],
     [`0\r\n${'X-A: b\r\n'.repeat(3 * KiB)}\r\n`, 'many trailer lines over 16 KiB'],
-    ['0\r\n\rX', 'a bad end']
+    ['0\r\n\rX', 'a bad end'],
+    [`${'0'.repeat(5 * KiB)}1\r\nx\r\n`, 'leading zeros over 4 KiB'],
+    ['5 \r\nhello\r\n0\r\n\r\n', 'whitespace after the size without an extension'],
+    ['5;\r\nhello\r\n0\r\n\r\n', 'an extension without a name'],
+    ['5;;a\r\nhello\r\n0\r\n\r\n', 'an empty extension'],
+    ['5;=b\r\nhello\r\n0\r\n\r\n', 'an extension value without a name'],
+    ['5;a=\r\nhello\r\n0\r\n\r\n', 'an extension name with = and no value'],
+    ['5;a=b/c\r\nhello\r\n0\r\n\r\n', 'an extension value neither token nor quoted'],
+    ['5;a="b\r\nhello\r\n0\r\n\r\n', 'an unclosed quote in an extension'],
+    ['5;a="b"c\r\nhello\r\n0\r\n\r\n', 'bytes after a quoted extension value'],
+    ['5;a=b \r\nhello\r\n0\r\n\r\n', 'whitespace after an extension'],
+    ['5;a\nb\r\nhello\r\n0\r\n\r\n', 'a bare LF in an extension'],
+    ['5;a=\u0000\r\nhello\r\n0\r\n\r\n', 'NUL in an extension'],
+    ['5;a="\u007f"\r\nhello\r\n0\r\n\r\n', 'DEL in a quoted extension value'],
+    ['0\r\nX-T: 1\nX-U: 2\r\n\r\n', 'a bare LF in the trailer'],
+    ['0\r\nnot a field\r\n\r\n', 'a trailer line without a colon'],
+    ['0\r\nX-T: a\r\n folded\r\n\r\n', 'obs-fold in the trailer'],
+    ['0\r\nX-T: a\u0000b\r\n\r\n', 'NUL in a trailer value'],
+    ['0\r\nX-T: a\rb\r\n\r\n', 'a bare CR in a trailer value']
   ]
   for (const [input, why] of bad) {
     for (const step of [undefined, 1]) {
@@ -1023,8 +1044,10 @@ t.test('parseResponseHead', async (t) => {
     'X-Spaced: \t  padded value \t ',
     'X-Empty:',
     'Content-Length: 12',
-    'Content-Length: 12',
-    'X-Obs: caf\u00e9'
+    'X-Obs: caf\u00e9',
+    'X-Nbsp: \u00a0kept\u00a0',
+    'Cookie: a=1',
+    'Cookie: b=2'
   ].join('\r\n'))
   t.equal(head.statusCode, 200)
   t.equal(head.minorVersion, 1)
@@ -1033,8 +1056,10 @@ t.test('parseResponseHead', async (t) => {
   t.equal(head.headers['content-type'], 'application/json', 'a repeated single-valued header keeps the first')
   t.equal(head.headers['x-spaced'], 'padded value', 'value whitespace trimmed')
   t.equal(head.headers['x-empty'], '')
-  t.equal(head.headers['content-length'], '12', 'identical Content-Lengths are one')
+  t.equal(head.headers['content-length'], '12')
   t.equal(head.headers['x-obs'], 'caf\u00e9', 'obs-text (latin1) is allowed in values')
+  t.equal(head.headers['x-nbsp'], '\u00a0kept\u00a0', 'only SP and HTAB are trimmed, not NBSP (obs-text)')
+  t.equal(head.headers.cookie, 'a=1; b=2', 'repeated cookie: joined with "; ", as node:http does')
   t.same(Object.keys(head.headers).filter((name) => name !== name.toLowerCase()), [], 'names lower-cased')
 
   const single = parseResponseHead('HTTP/1.1 200 OK\r\nSet-Cookie: only=1')
@@ -1047,7 +1072,8 @@ t.test('parseResponseHead', async (t) => {
   t.equal(parseResponseHead('HTTP/1.1 204').statusCode, 204, 'no reason phrase')
   t.equal(parseResponseHead('HTTP/1.1 599 Whatever you like').statusCode, 599)
 
-  for (const bad of ['HTTP/1.1 200 OK\r\n folded', 'HTTP/1.2 200 OK', 'HTTP/1.1 20 OK', 'HTTP/1.1 2000 OK', 'http/1.1 200 OK', 'HTTP/1.1  200 OK', 'HTTP/1.1 200 OK\r\nBad Name: x', 'HTTP/1.1 200 OK\r\nX: a\u0000b', 'HTTP/1.1 200 OK\r\nX: a\nb']) {
+  for (const bad of ['HTTP/1.1 200 OK\r\n folded', 'HTTP/1.2 200 OK', 'HTTP/1.1 20 OK', 'HTTP/1.1 2000 OK', 'http/1.1 200 OK', 'HTTP/1.1  200 OK', 'HTTP/1.1 200 OK\r\nBad Name: x', 'HTTP/1.1 200 OK\r\nX: a\u0000b', 'HTTP/1.1 200 OK\r\nX: a\nb',
+    'HTTP/1.1 200 OK\r\nX: \u000ba', 'HTTP/1.1 200 OK\r\nX: a\u000c', 'HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-Length: 12']) {
     let thrown: unknown
     try {
       parseResponseHead(bad)
