@@ -29,6 +29,13 @@ export interface BlobClientOptions {
   bufferIdleMs?: number
   maxIdlePerOrigin?: number
   idleTimeoutMs?: number
+  /**
+   * Connections per origin, busy, idle or closing (as node:http's maxSockets, 256 in agents.ts);
+   * requests beyond them wait for one to come free.
+   */
+  maxConnectionsPerOrigin?: number
+  /** Longest wait for a free connection at the cap; by default the connect timeout. */
+  queueTimeoutMs?: number
 }
 
 /** A failure talking to the registry, with a code the error mapping understands. */
@@ -368,6 +375,8 @@ class Connection {
 
   /** Sends a request; resolves with the response once its head has arrived. */
   async send (head: string): Promise<BlobResponse> {
+    // Handed over at the cap, it waited a turn: the registry may have closed it meanwhile.
+    if (this.phase === 'closed') throw new UpstreamFailure('the connection was closed', 'ECONNRESET')
     this.phase = 'head'
     this.answered = false
     this.socket.setTimeout(this.client.options.headersTimeoutMs)
@@ -677,8 +686,17 @@ class Connection {
 
 function noop (): void {}
 
+/** A request waiting for a connection at the cap. */
+interface Waiter {
+  /** A retry after a stale connection: only a new connection will do. */
+  fresh: boolean
+  resolve: (connection: Connection) => void
+  reject: (err: Error) => void
+  timer: NodeJS.Timeout
+}
+
 export class BlobClient {
-  readonly options: Required<Omit<BlobClientOptions, 'ca'>> & Pick<BlobClientOptions, 'ca'>
+  readonly options: Required<Omit<BlobClientOptions, 'ca' | 'queueTimeoutMs'>> & Pick<BlobClientOptions, 'ca'> & { queueTimeoutMs: number }
   readonly pool: BufferPool
   /** Response heads are read here and copied out at once. */
   readonly headBuffer = Buffer.allocUnsafeSlow(16 * 1024)
@@ -686,6 +704,9 @@ export class BlobClient {
   private readonly idle = new Map<string, Connection[]>()
   private readonly targets = new Map<string, Target>()
   private readonly connections = new Set<Connection>()
+  /** Connections per origin until their sockets have closed: what the cap counts. */
+  private readonly counts = new Map<string, number>()
+  private readonly waiting = new Map<string, Waiter[]>()
   private closed = false
 
   constructor (options: BlobClientOptions) {
@@ -697,7 +718,9 @@ export class BlobClient {
       maxIdlePerOrigin: 32,
       idleTimeoutMs: 30_000,
       bufferIdleMs: 30_000,
-      ...options
+      maxConnectionsPerOrigin: 256,
+      ...options,
+      queueTimeoutMs: options.queueTimeoutMs ?? options.connectTimeoutMs
     }
     this.pool = new BufferPool(this.options.readBufferBytes, this.options.maxFreeBuffers, this.options.bufferIdleMs)
   }
@@ -710,21 +733,30 @@ export class BlobClient {
     if (this.closed) throw new UpstreamFailure('the proxy is shutting down', 'ECLOSED')
     const target = this.targetOf(origin)
     const head = requestHead(path, target.authority, headers)
-    const reused = this.takeIdle(origin)
-    if (reused !== undefined) {
-      try {
-        return await reused.send(head)
-      } catch (err) {
-        if (reused.answered || !isReset(err)) throw err
-      }
+    const connection = await this.acquire(origin, target, false)
+    try {
+      return await connection.send(head)
+    } catch (err) {
+      if (connection.served === 0 || connection.answered || !isReset(err)) throw err
     }
-    return await this.open(origin, target).send(head)
+    return await (await this.acquire(origin, target, true)).send(head)
   }
 
   /** A connection whose response completed and may carry the next request. */
   release (connection: Connection): void {
+    const queue = this.waiting.get(connection.origin) ?? []
+    const next = queue.findIndex((waiter) => !waiter.fresh)
+    if (!this.closed && next !== -1) {
+      // Straight to the next request waiting at the cap; it reads on for stray bytes meanwhile.
+      const [waiter] = queue.splice(next, 1) as [Waiter]
+      clearTimeout(waiter.timer)
+      connection.socket.resume()
+      waiter.resolve(connection)
+      return
+    }
     const idle = this.idle.get(connection.origin) ?? []
-    if (this.closed || idle.length >= this.options.maxIdlePerOrigin) {
+    // Only retries wait: they need a new connection, and this one's slot makes room for it.
+    if (this.closed || idle.length >= this.options.maxIdlePerOrigin || queue.length > 0) {
       connection.destroy()
       return
     }
@@ -735,11 +767,15 @@ export class BlobClient {
     connection.socket.resume()
   }
 
+  /** Called once a connection's socket has closed: its slot is free. */
   forget (connection: Connection): void {
-    this.connections.delete(connection)
-    const idle = this.idle.get(connection.origin)
+    if (!this.connections.delete(connection)) return
+    const origin = connection.origin
+    this.counts.set(origin, (this.counts.get(origin) ?? 1) - 1)
+    const idle = this.idle.get(origin)
     const at = idle?.indexOf(connection) ?? -1
     if (at !== -1) idle?.splice(at, 1)
+    this.dispatch(origin)
   }
 
   /** Connections open now, idle or busy; for tests and metrics. */
@@ -747,9 +783,62 @@ export class BlobClient {
     return this.connections.size
   }
 
+  /** Requests waiting for a connection at the cap; for tests and metrics. */
+  get queuedRequests (): number {
+    let queued = 0
+    for (const queue of this.waiting.values()) queued += queue.length
+    return queued
+  }
+
   destroy (): void {
     this.closed = true
+    for (const queue of this.waiting.values()) {
+      for (const waiter of queue.splice(0)) {
+        clearTimeout(waiter.timer)
+        waiter.reject(new UpstreamFailure('the proxy is shutting down', 'ECLOSED'))
+      }
+    }
     for (const connection of [...this.connections]) connection.destroy()
+  }
+
+  /** An idle connection, a new one below the cap, or the next one to come free within the queue timeout. */
+  private async acquire (origin: string, target: Target, fresh: boolean): Promise<Connection> {
+    const ready = fresh ? undefined : this.takeIdle(origin)
+    if (ready !== undefined) return ready
+    if ((this.counts.get(origin) ?? 0) < this.options.maxConnectionsPerOrigin) return this.open(origin, target)
+    // A retry at the cap: an idle connection gives its slot up (it frees once its socket closes).
+    if (fresh) this.idle.get(origin)?.shift()?.destroy()
+    return await new Promise((resolve, reject) => {
+      const queue = this.waiting.get(origin) ?? []
+      this.waiting.set(origin, queue)
+      const waiter: Waiter = {
+        fresh,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          queue.splice(queue.indexOf(waiter), 1)
+          const { maxConnectionsPerOrigin, queueTimeoutMs } = this.options
+          reject(new UpstreamFailure(`no free connection to the registry within ${queueTimeoutMs} ms (all ${maxConnectionsPerOrigin} busy)`, 'EQUEUE_TIMEOUT'))
+        }, this.options.queueTimeoutMs)
+      }
+      queue.push(waiter)
+    })
+  }
+
+  /** Gives freed slots to the requests waiting for them, in order. */
+  private dispatch (origin: string): void {
+    const queue = this.waiting.get(origin) ?? []
+    const target = this.targets.get(origin)
+    if (target === undefined) return
+    while (!this.closed && queue.length > 0) {
+      const waiter = queue[0] as Waiter
+      const connection = (waiter.fresh ? undefined : this.takeIdle(origin)) ??
+        ((this.counts.get(origin) ?? 0) < this.options.maxConnectionsPerOrigin ? this.open(origin, target) : undefined)
+      if (connection === undefined) return
+      queue.shift()
+      clearTimeout(waiter.timer)
+      waiter.resolve(connection)
+    }
   }
 
   private takeIdle (origin: string): Connection | undefined {
@@ -765,6 +854,7 @@ export class BlobClient {
   private open (origin: string, target: Target): Connection {
     const connection = new Connection(this, origin, target)
     this.connections.add(connection)
+    this.counts.set(origin, (this.counts.get(origin) ?? 0) + 1)
     return connection
   }
 

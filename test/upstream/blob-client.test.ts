@@ -643,6 +643,128 @@ t.test('idle connections: at most maxIdlePerOrigin kept, closed after idleTimeou
 })
 
 // ---------------------------------------------------------------------------------------------
+// The connection cap
+// ---------------------------------------------------------------------------------------------
+
+t.test('at the cap, requests wait for a free connection: cap 2, 5 concurrent downloads, all exact', async (t) => {
+  const bodies = Array.from({ length: 5 }, (_v, n) => randomBytes(MiB + n * 1001))
+  const server = await upstream(t, async (socket, request) => {
+    const body = bodies[Number(request.line.split(' ')[1]?.slice(1))] as Buffer
+    await send(socket, responseHead('HTTP/1.1 200 OK', [['Content-Length', String(body.length)]]))
+    // In pieces, so the downloads overlap and the waiting requests really wait.
+    for (let at = 0; at < body.length; at += 64 * KiB) await send(socket, body.subarray(at, at + 64 * KiB))
+  })
+  const client = blobClient(t, { maxConnectionsPerOrigin: 2, readBufferBytes: 64 * KiB })
+  const gets = bodies.map(async (_body, n) => await client.get(server.origin, `/${n}`, {}))
+  t.equal(client.openConnections, 2, 'two connections opened')
+  t.equal(client.queuedRequests, 3, 'three requests wait')
+  const sinks = bodies.map(() => new Collector({ delay: () => 'immediate' }))
+  await within(Promise.all(gets.map(async (get, n) => {
+    const res = await get
+    await res.pipeTo(sinks[n] as Collector)
+    await (sinks[n] as Collector).finished()
+  })), 30_000, 'the five downloads')
+  for (const [n, body] of bodies.entries()) t.equal((sinks[n] as Collector).digest(), sha256(body), `download ${n}: the exact bytes`)
+  t.equal(server.sockets.length, 2, 'the server saw two connections, no more')
+  t.same([...new Set(server.requests.map((r) => r.connection))].sort(), [1, 2], 'both carried requests')
+  const waited = server.requests.map((r) => r.line.split(' ')[1]).filter((path) => ['/2', '/3', '/4'].includes(path ?? ''))
+  t.same(waited, ['/2', '/3', '/4'], 'the waiting requests went out in the order they came')
+  t.equal(client.queuedRequests, 0)
+  t.equal(client.openConnections, 2, 'both kept alive')
+})
+
+t.test('at the cap, connections the registry closes pass their slot on, one after another', async (t) => {
+  const openSeen: number[] = []
+  const server = await upstream(t, async (socket, request) => {
+    openSeen.push(client.openConnections)
+    await send(socket, responseHead('HTTP/1.1 200 OK', [['Connection', 'close'], ['Content-Length', '3']]) + `${request.line.split(' ')[1] ?? ''}!`)
+    socket.end()
+  })
+  const client = blobClient(t, { maxConnectionsPerOrigin: 1 })
+  const bodies = await within(Promise.all(['/a', '/b', '/c'].map(async (path) => {
+    const res = await client.get(server.origin, path, {})
+    const sink = new Collector({ keep: true })
+    await res.pipeTo(sink)
+    return sink.body.toString()
+  })), 10_000, 'three requests on one slot')
+  t.same(bodies, ['/a!', '/b!', '/c!'], 'each its own answer')
+  t.same(server.requests.map((r) => [r.line, r.connection]), [['GET /a HTTP/1.1', 1], ['GET /b HTTP/1.1', 2], ['GET /c HTTP/1.1', 3]],
+    'one connection after another, in order')
+  t.same(openSeen, [1, 1, 1], 'never two connections open at once')
+})
+
+t.test('a request waits at most the queue timeout, by default the connect timeout: EQUEUE_TIMEOUT', async (t) => {
+  const server = await upstream(t, async (socket, request) => {
+    if (request.line.includes('/hold')) {
+      // A head and a little of the body; the rest never comes.
+      await send(socket, responseHead('HTTP/1.1 200 OK', [['Content-Length', '1000']]) + 'x'.repeat(10))
+      return
+    }
+    await send(socket, ok('fine'))
+  })
+  for (const [options, waits] of [[{ queueTimeoutMs: 100 }, 100], [{ connectTimeoutMs: 150 }, 150]] as const) {
+    const client = blobClient(t, { maxConnectionsPerOrigin: 1, ...options })
+    const held = await client.get(server.origin, '/hold', {})
+    const started = Date.now()
+    const err = await rejection(client.get(server.origin, '/waits', {}))
+    const waited = Date.now() - started
+    t.equal(err.code, 'EQUEUE_TIMEOUT', `${JSON.stringify(options)}: ${err.message}`)
+    t.ok(waited >= waits - 10 && waited < waits + 2000, `${JSON.stringify(options)}: after about ${waits} ms (${waited} ms)`)
+    t.equal(client.queuedRequests, 0, 'no longer waiting')
+    t.equal(server.requests.filter((r) => r.line.includes('/waits')).length, 0, 'nothing was sent for it')
+    held.discard()
+    // The slot frees once the discarded connection has closed; a request now waits for that.
+    const res = await within(client.get(server.origin, '/after', {}), 5000, 'a request after the held one')
+    const sink = new Collector({ keep: true })
+    await res.pipeTo(sink)
+    t.equal(sink.body.toString(), 'fine', `${JSON.stringify(options)}: the freed slot serves the next request`)
+  }
+})
+
+t.test('destroying the client rejects the requests waiting at the cap (ECLOSED)', async (t) => {
+  const server = await upstream(t, async (socket) => {
+    await send(socket, responseHead('HTTP/1.1 200 OK', [['Content-Length', '1000']]))
+  })
+  const client = blobClient(t, { maxConnectionsPerOrigin: 1, queueTimeoutMs: 10_000 })
+  const held = await client.get(server.origin, '/', {})
+  const waiting = client.get(server.origin, '/', {})
+  t.equal(client.queuedRequests, 1)
+  client.destroy()
+  const err = await rejection(waiting, 1000)
+  t.equal(err.code, 'ECLOSED', err.message)
+  t.equal(client.queuedRequests, 0)
+  t.equal((await rejection(held.pipeTo(new Collector()))).code, 'ECONNRESET', 'the running one is cut')
+  t.equal(server.requests.length, 1, 'the waiting request was never sent')
+})
+
+t.test('a retry at the cap gets a new connection: an idle one gives up its slot', async (t) => {
+  const most: number[] = []
+  let staled = false
+  const server = await upstream(t, async (socket, request) => {
+    most.push(client.openConnections)
+    if (request.index === 1 && !staled) {
+      // The first reuse of a kept-alive connection finds it closed by the registry.
+      staled = true
+      socket.destroy()
+      return
+    }
+    await send(socket, ok(`answer ${request.connection}.${request.index}`))
+  })
+  const client = blobClient(t, { maxConnectionsPerOrigin: 2 })
+  for (const res of await Promise.all([client.get(server.origin, '/1', {}), client.get(server.origin, '/2', {})])) await res.pipeTo(new Collector())
+  t.equal(client.openConnections, 2, 'two idle connections: the cap is full')
+  const res = await within(client.get(server.origin, '/3', {}), 5000, 'the retried request')
+  const sink = new Collector({ keep: true })
+  await res.pipeTo(sink)
+  t.equal(sink.body.toString(), 'answer 3.0', 'answered on a third, new connection')
+  t.equal(server.sockets.length, 3)
+  await closed(server.sockets[0] as net.Socket, 'the stale connection closed')
+  await closed(server.sockets[1] as net.Socket, 'the idle connection that gave up its slot closed')
+  t.ok(most.every((open) => open <= 2), `never more than two connections (${most.join(', ')})`)
+  t.equal(client.openConnections, 1)
+})
+
+// ---------------------------------------------------------------------------------------------
 // Failures and timeouts
 // ---------------------------------------------------------------------------------------------
 
@@ -717,6 +839,10 @@ t.test('body timeout does not count pauses caused by a slow destination', async 
 })
 
 t.test('a stale kept-alive connection is retried once, transparently', async (t) => {
+  for (const cap of [256, 1]) await t.test(`maxConnectionsPerOrigin ${cap}`, async (t) => { await staleRetry(t, cap) })
+})
+
+async function staleRetry (t: Test, maxConnectionsPerOrigin: number): Promise<void> {
   const server = await upstream(t, async (socket, request) => {
     if (request.connection === 1 && request.index === 1) {
       socket.destroy()
@@ -724,7 +850,7 @@ t.test('a stale kept-alive connection is retried once, transparently', async (t)
     }
     await send(socket, ok(`answer ${request.connection}.${request.index}`))
   })
-  const client = blobClient(t)
+  const client = blobClient(t, { maxConnectionsPerOrigin })
   const bodies: string[] = []
   for (let i = 0; i < 3; i++) {
     const res = await within(client.get(server.origin, `/${i}`, {}), 5000, `request ${i}`)
@@ -740,7 +866,7 @@ t.test('a stale kept-alive connection is retried once, transparently', async (t)
     ['GET /1 HTTP/1.1', 2],
     ['GET /2 HTTP/1.1', 2]
   ], 'sent once on the stale connection, once more on a new one')
-})
+}
 
 t.test('no retry once part of the answer arrived', async (t) => {
   const server = await upstream(t, async (socket, request) => {
