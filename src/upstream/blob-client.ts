@@ -12,7 +12,8 @@ import { connectionListed } from './headers.js'
  * cuts the CPU a gigabyte costs to about a third (docs/performance.md). node:http's parser owns
  * its socket and cannot do this, hence a parser of our own for the response head and framing.
  *
- * Only bodiless GETs come here. Connections are kept alive per origin; TLS is always verified.
+ * Only bodiless GETs come here. Connections are kept alive per origin, at most
+ * maxConnectionsPerOrigin of them (requests beyond wait their turn); TLS is always verified.
  */
 export interface BlobClientOptions {
   connectTimeoutMs: number
@@ -22,7 +23,13 @@ export interface BlobClientOptions {
   bodyTimeoutMs: number
   /** Extra trusted CAs (tests); production adds them with NODE_EXTRA_CA_CERTS. */
   ca?: string | Buffer | undefined
+  /** Size of the read buffers of plain-HTTP connections. */
   readBufferBytes?: number
+  /**
+   * Size of the read buffers of TLS connections; by default 64 KiB, or readBufferBytes if smaller.
+   * Node hands TLS cleartext to `onread` 16 KiB at a time whatever the buffer (docs/performance.md).
+   */
+  tlsReadBufferBytes?: number
   /** Read buffers kept for reuse; beyond that they are left to the garbage collector. */
   maxFreeBuffers?: number
   /** Kept buffers that stay unused for a whole period of this length are let go. */
@@ -321,6 +328,8 @@ class Connection {
   served = 0
   /** A byte of the current response has arrived: the request may have been processed. */
   answered = false
+  /** The pool of this connection's scheme. */
+  private readonly pool: BufferPool
   private headBytes: Buffer | null = null
   private waiter: { resolve: (response: BlobResponse) => void, reject: (err: Error) => void } | null = null
   private framing: Framing = { kind: 'none' }
@@ -333,6 +342,7 @@ class Connection {
   private reading: ReadBuffer | null = null
 
   constructor (private readonly client: BlobClient, readonly origin: string, target: Target) {
+    this.pool = target.secure ? client.tlsPool : client.pool
     const onread = { buffer: this.nextBuffer, callback: this.onRead }
     if (target.secure) {
       const session = client.sessions.get(origin)
@@ -367,7 +377,7 @@ class Connection {
       this.client.forget(this)
       if (this.reading !== null) {
         this.reading.reading = false
-        this.client.pool.give(this.reading)
+        this.pool.give(this.reading)
         this.reading = null
       }
     })
@@ -389,7 +399,7 @@ class Connection {
   /** Called by the socket for the buffer of its next read. */
   private readonly nextBuffer = (): Buffer => {
     if (this.phase === 'body' || this.phase === 'waiting') {
-      const buffer = this.client.pool.take()
+      const buffer = this.pool.take()
       buffer.reading = true
       this.reading = buffer
       return buffer.bytes
@@ -414,7 +424,7 @@ class Connection {
       if (buffer !== null) {
         buffer.reading = false
         this.reading = null
-        this.client.pool.give(buffer)
+        this.pool.give(buffer)
       }
     }
   }
@@ -586,7 +596,7 @@ class Connection {
       buffer.holds++
       more = sink.write(bytes.subarray(from, to), () => {
         buffer.holds--
-        this.client.pool.give(buffer)
+        this.pool.give(buffer)
       }) && more
     }
     const framing = this.framing
@@ -697,7 +707,10 @@ interface Waiter {
 
 export class BlobClient {
   readonly options: Required<Omit<BlobClientOptions, 'ca' | 'queueTimeoutMs'>> & Pick<BlobClientOptions, 'ca'> & { queueTimeoutMs: number }
+  /** Read buffers of plain-HTTP connections. */
   readonly pool: BufferPool
+  /** Read buffers of TLS connections. */
+  readonly tlsPool: BufferPool
   /** Response heads are read here and copied out at once. */
   readonly headBuffer = Buffer.allocUnsafeSlow(16 * 1024)
   readonly sessions = new Map<string, Buffer>()
@@ -710,10 +723,14 @@ export class BlobClient {
   private closed = false
 
   constructor (options: BlobClientOptions) {
+    const readBufferBytes = options.readBufferBytes ?? 1024 * 1024
     this.options = {
       // 1 MiB reads: a tenth more throughput than 256 KiB (fewer reads and writes per GiB), at
       // about 2 MiB per running download (the buffer read into and the one being written).
-      readBufferBytes: 1024 * 1024,
+      readBufferBytes,
+      // Over TLS every read is 16 KiB or less, so a larger buffer saves nothing and only weighs on
+      // V8's external memory; 64 KiB leaves room should Node hand over more (docs/performance.md).
+      tlsReadBufferBytes: Math.min(readBufferBytes, 64 * 1024),
       maxFreeBuffers: 64,
       maxIdlePerOrigin: 32,
       idleTimeoutMs: 30_000,
@@ -723,6 +740,7 @@ export class BlobClient {
       queueTimeoutMs: options.queueTimeoutMs ?? options.connectTimeoutMs
     }
     this.pool = new BufferPool(this.options.readBufferBytes, this.options.maxFreeBuffers, this.options.bufferIdleMs)
+    this.tlsPool = new BufferPool(this.options.tlsReadBufferBytes, this.options.maxFreeBuffers, this.options.bufferIdleMs)
   }
 
   /**

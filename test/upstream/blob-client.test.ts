@@ -1072,6 +1072,34 @@ t.test('TLS: verified against the given CA, exact bytes; unverified, no request 
   })
 })
 
+t.test('read buffers per scheme: 1 MiB for plain HTTP, 64 KiB for TLS, whose reads are 16 KiB at most', async (t) => {
+  const { key, cert } = selfSigned()
+  const body = randomBytes(4 * MiB)
+  const plain = await upstream(t, async (socket) => { await send(socket, ok(body)) })
+  const secure = await upstream(t, async (socket) => { await send(socket, ok(body)) }, { key, cert })
+  const client = blobClient(t, { ca: cert })
+  t.equal(client.pool.size, MiB, 'plain HTTP: 1 MiB')
+  t.equal(client.tlsPool.size, 64 * KiB, 'TLS: 64 KiB')
+  for (const [scheme, server, own, other] of [['https', secure, client.tlsPool, client.pool], ['http', plain, client.pool, client.tlsPool]] as const) {
+    const before = other.stats().allocated
+    const res = await client.get(server.origin, '/', {})
+    const sink = new Collector()
+    const reads: number[] = []
+    sink.on('chunk', (length: number) => reads.push(length))
+    await within(res.pipeTo(sink), 10_000, `${scheme}: the body`)
+    await sink.finished()
+    t.equal(sink.digest(), sha256(body), `${scheme}: the exact bytes`)
+    t.ok(own.stats().allocated > 0, `${scheme}: read into its own pool`)
+    t.equal(other.stats().allocated, before, `${scheme}: not into the other`)
+    const largest = Math.max(...reads)
+    // The premise of the smaller TLS buffers: should Node hand over more, this says so.
+    if (scheme === 'https') t.ok(largest <= 16 * KiB, `https: no read over 16 KiB (largest ${largest})`)
+    else t.ok(largest > 64 * KiB, `http: reads beyond a TLS buffer (largest ${largest})`)
+  }
+  t.equal(blobClient(t, { readBufferBytes: 16 * KiB }).tlsPool.size, 16 * KiB, 'never larger than readBufferBytes unless asked')
+  t.equal(blobClient(t, { tlsReadBufferBytes: 32 * KiB }).tlsPool.size, 32 * KiB, 'tlsReadBufferBytes when given')
+})
+
 t.test('a consumer attaching a few I/O turns after the head still gets the whole body', async (t) => {
   const { key, cert } = selfSigned()
   const body = randomBytes(256 * KiB)
