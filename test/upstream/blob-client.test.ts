@@ -335,6 +335,9 @@ t.test('ChunkedDecoder: decodes strictly, whatever the slicing', async (t) => {
   t.equal(decodeChunked('0\r\n\r\n').body.length, 0, 'an empty body')
   t.equal(decodeChunked('0\r\n\r\n').ended, 5)
   t.equal(decodeChunked(`fffffffffffff\r\n${'x'.repeat(10)}`).ended, undefined, '13 hex digits are a size')
+  t.equal(decodeChunked(`${'0'.repeat(20)}3\r\nabc\r\n0\r\n\r\n`).body.toString(), 'abc', 'leading zeros are not significant digits')
+  const extensions = '1 ;a\r\nA\r\n1; a = b\r\nB\r\n1;a="q;\\"\t\xe9";b=t0k~n\r\nC\r\n0;last\r\n\r\n'
+  t.equal(decodeChunked(extensions, 1).body.toString(), 'ABC', 'extensions with BWS, quoted strings, quoted pairs, obs-text')
   const trailer = `0\r\nX-Big: ${'a'.repeat(8 * KiB)}\r\n\r\n`
   t.equal(decodeChunked(trailer).ended, trailer.length, 'an 8 KiB trailer is fine')
 
@@ -349,12 +352,30 @@ t.test('ChunkedDecoder: decodes strictly, whatever the slicing', async (t) => {
     ['3\r\nabcX\r\n0\r\n\r\n', 'data longer than its size'],
     ['3\r\nabc\rX0\r\n\r\n', 'CR without LF after the data'],
     ['3\r\nabc0\r\n\r\n', 'no CRLF after the data'],
-    [`${'0'.repeat(13)}1\r\nx\r\n`, '14 hex digits'],
+    [`1${'0'.repeat(13)}\r\nx\r\n`, '14 significant hex digits'],
     [`${'f'.repeat(14)}\r\n`, 'a size beyond 2^53'],
     [`1;${'e'.repeat(5 * KiB)}\r\nx\r\n0\r\n\r\n`, 'an extension over 4 KiB'],
     [`0\r\nX-Big: ${'a'.repeat(17 * KiB)}\r\n\r\n`, 'a trailer over 16 KiB'],
     [`0\r\n${'X-A: b\r\n'.repeat(3 * KiB)}\r\n`, 'many trailer lines over 16 KiB'],
-    ['0\r\n\rX', 'a bad end']
+    ['0\r\n\rX', 'a bad end'],
+    [`${'0'.repeat(5 * KiB)}1\r\nx\r\n`, 'leading zeros over 4 KiB'],
+    ['5 \r\nhello\r\n0\r\n\r\n', 'whitespace after the size without an extension'],
+    ['5;\r\nhello\r\n0\r\n\r\n', 'an extension without a name'],
+    ['5;;a\r\nhello\r\n0\r\n\r\n', 'an empty extension'],
+    ['5;=b\r\nhello\r\n0\r\n\r\n', 'an extension value without a name'],
+    ['5;a=\r\nhello\r\n0\r\n\r\n', 'an extension name with = and no value'],
+    ['5;a=b/c\r\nhello\r\n0\r\n\r\n', 'an extension value neither token nor quoted'],
+    ['5;a="b\r\nhello\r\n0\r\n\r\n', 'an unclosed quote in an extension'],
+    ['5;a="b"c\r\nhello\r\n0\r\n\r\n', 'bytes after a quoted extension value'],
+    ['5;a=b \r\nhello\r\n0\r\n\r\n', 'whitespace after an extension'],
+    ['5;a\nb\r\nhello\r\n0\r\n\r\n', 'a bare LF in an extension'],
+    ['5;a=\u0000\r\nhello\r\n0\r\n\r\n', 'NUL in an extension'],
+    ['5;a="\u007f"\r\nhello\r\n0\r\n\r\n', 'DEL in a quoted extension value'],
+    ['0\r\nX-T: 1\nX-U: 2\r\n\r\n', 'a bare LF in the trailer'],
+    ['0\r\nnot a field\r\n\r\n', 'a trailer line without a colon'],
+    ['0\r\nX-T: a\r\n folded\r\n\r\n', 'obs-fold in the trailer'],
+    ['0\r\nX-T: a\u0000b\r\n\r\n', 'NUL in a trailer value'],
+    ['0\r\nX-T: a\rb\r\n\r\n', 'a bare CR in a trailer value']
   ]
   for (const [input, why] of bad) {
     for (const step of [undefined, 1]) {
@@ -438,7 +459,8 @@ t.test('malformed responses are rejected (EBADRESPONSE); the client works on', a
     { why: 'protocol switch', bytes: 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n' },
     { why: 'bad chunk size', bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n', inBody: true },
     { why: 'chunk longer than its size', bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhello\r\n0\r\n\r\n', inBody: true },
-    { why: 'head over 64 KiB without an end', bytes: `HTTP/1.1 200 OK\r\n${pad.repeat(70)}` }
+    { why: 'head over 64 KiB without an end', bytes: `HTTP/1.1 200 OK\r\n${pad.repeat(70)}` },
+    { why: 'head over 64 KiB, its end in the last read', bytes: `HTTP/1.1 200 OK\r\n${pad.repeat(70)}Content-Length: 0\r\n\r\n` }
   ]
   for (const { why, bytes, inBody } of cases) {
     const bad = await upstream(t, async (socket) => {
@@ -584,6 +606,26 @@ t.test('a response head larger than the shared head buffer (40 KiB) is assembled
   t.equal(sink.body.toString(), 'big head')
 })
 
+t.test('a response head of 64 KiB is read, one byte more is refused, wherever the reads end', async (t) => {
+  const prefix = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Pad: '
+  const headOf = (bytes: number): string => `${prefix}${'a'.repeat(bytes - prefix.length)}\r\n\r\nok`
+  const server = await upstream(t, async (socket, request) => {
+    const [, bytes, how] = request.line.split(' ')[1]?.split('/') ?? []
+    const response = headOf(Number(bytes))
+    if (how === 'whole') await send(socket, response)
+    else for (let at = 0; at < response.length; at += 1000) await send(socket, response.slice(at, at + 1000))
+  })
+  const client = blobClient(t)
+  for (const how of ['whole', 'in 1000-byte writes']) {
+    const res = await client.get(server.origin, `/${64 * KiB}/${how}`, {})
+    const sink = new Collector({ keep: true })
+    await res.pipeTo(sink)
+    t.equal(sink.body.toString(), 'ok', `${how}: a head of exactly 64 KiB`)
+    const err = await rejection(client.get(server.origin, `/${64 * KiB + 1}/${how}`, {}))
+    t.equal(err.code, 'EBADRESPONSE', `${how}: one byte more (${err.message})`)
+  }
+})
+
 t.test('idle connections: at most maxIdlePerOrigin kept, closed after idleTimeoutMs', async (t) => {
   const server = await upstream(t, async (socket) => { await send(socket, ok('x')) })
   const client = blobClient(t, { maxIdlePerOrigin: 2, idleTimeoutMs: 300 })
@@ -598,6 +640,128 @@ t.test('idle connections: at most maxIdlePerOrigin kept, closed after idleTimeou
   const idle = Date.now() - released
   t.ok(idle >= 250, `not before the idle timeout (${idle} ms)`)
   await until(() => server.sockets.every((socket) => socket.closed), 'the server sees all closed')
+})
+
+// ---------------------------------------------------------------------------------------------
+// The connection cap
+// ---------------------------------------------------------------------------------------------
+
+t.test('at the cap, requests wait for a free connection: cap 2, 5 concurrent downloads, all exact', async (t) => {
+  const bodies = Array.from({ length: 5 }, (_v, n) => randomBytes(MiB + n * 1001))
+  const server = await upstream(t, async (socket, request) => {
+    const body = bodies[Number(request.line.split(' ')[1]?.slice(1))] as Buffer
+    await send(socket, responseHead('HTTP/1.1 200 OK', [['Content-Length', String(body.length)]]))
+    // In pieces, so the downloads overlap and the waiting requests really wait.
+    for (let at = 0; at < body.length; at += 64 * KiB) await send(socket, body.subarray(at, at + 64 * KiB))
+  })
+  const client = blobClient(t, { maxConnectionsPerOrigin: 2, readBufferBytes: 64 * KiB })
+  const gets = bodies.map(async (_body, n) => await client.get(server.origin, `/${n}`, {}))
+  t.equal(client.openConnections, 2, 'two connections opened')
+  t.equal(client.queuedRequests, 3, 'three requests wait')
+  const sinks = bodies.map(() => new Collector({ delay: () => 'immediate' }))
+  await within(Promise.all(gets.map(async (get, n) => {
+    const res = await get
+    await res.pipeTo(sinks[n] as Collector)
+    await (sinks[n] as Collector).finished()
+  })), 30_000, 'the five downloads')
+  for (const [n, body] of bodies.entries()) t.equal((sinks[n] as Collector).digest(), sha256(body), `download ${n}: the exact bytes`)
+  t.equal(server.sockets.length, 2, 'the server saw two connections, no more')
+  t.same([...new Set(server.requests.map((r) => r.connection))].sort(), [1, 2], 'both carried requests')
+  const waited = server.requests.map((r) => r.line.split(' ')[1]).filter((path) => ['/2', '/3', '/4'].includes(path ?? ''))
+  t.same(waited, ['/2', '/3', '/4'], 'the waiting requests went out in the order they came')
+  t.equal(client.queuedRequests, 0)
+  t.equal(client.openConnections, 2, 'both kept alive')
+})
+
+t.test('at the cap, connections the registry closes pass their slot on, one after another', async (t) => {
+  const openSeen: number[] = []
+  const server = await upstream(t, async (socket, request) => {
+    openSeen.push(client.openConnections)
+    await send(socket, responseHead('HTTP/1.1 200 OK', [['Connection', 'close'], ['Content-Length', '3']]) + `${request.line.split(' ')[1] ?? ''}!`)
+    socket.end()
+  })
+  const client = blobClient(t, { maxConnectionsPerOrigin: 1 })
+  const bodies = await within(Promise.all(['/a', '/b', '/c'].map(async (path) => {
+    const res = await client.get(server.origin, path, {})
+    const sink = new Collector({ keep: true })
+    await res.pipeTo(sink)
+    return sink.body.toString()
+  })), 10_000, 'three requests on one slot')
+  t.same(bodies, ['/a!', '/b!', '/c!'], 'each its own answer')
+  t.same(server.requests.map((r) => [r.line, r.connection]), [['GET /a HTTP/1.1', 1], ['GET /b HTTP/1.1', 2], ['GET /c HTTP/1.1', 3]],
+    'one connection after another, in order')
+  t.same(openSeen, [1, 1, 1], 'never two connections open at once')
+})
+
+t.test('a request waits at most the queue timeout, by default the connect timeout: EQUEUE_TIMEOUT', async (t) => {
+  const server = await upstream(t, async (socket, request) => {
+    if (request.line.includes('/hold')) {
+      // A head and a little of the body; the rest never comes.
+      await send(socket, responseHead('HTTP/1.1 200 OK', [['Content-Length', '1000']]) + 'x'.repeat(10))
+      return
+    }
+    await send(socket, ok('fine'))
+  })
+  for (const [options, waits] of [[{ queueTimeoutMs: 100 }, 100], [{ connectTimeoutMs: 150 }, 150]] as const) {
+    const client = blobClient(t, { maxConnectionsPerOrigin: 1, ...options })
+    const held = await client.get(server.origin, '/hold', {})
+    const started = Date.now()
+    const err = await rejection(client.get(server.origin, '/waits', {}))
+    const waited = Date.now() - started
+    t.equal(err.code, 'EQUEUE_TIMEOUT', `${JSON.stringify(options)}: ${err.message}`)
+    t.ok(waited >= waits - 10 && waited < waits + 2000, `${JSON.stringify(options)}: after about ${waits} ms (${waited} ms)`)
+    t.equal(client.queuedRequests, 0, 'no longer waiting')
+    t.equal(server.requests.filter((r) => r.line.includes('/waits')).length, 0, 'nothing was sent for it')
+    held.discard()
+    // The slot frees once the discarded connection has closed; a request now waits for that.
+    const res = await within(client.get(server.origin, '/after', {}), 5000, 'a request after the held one')
+    const sink = new Collector({ keep: true })
+    await res.pipeTo(sink)
+    t.equal(sink.body.toString(), 'fine', `${JSON.stringify(options)}: the freed slot serves the next request`)
+  }
+})
+
+t.test('destroying the client rejects the requests waiting at the cap (ECLOSED)', async (t) => {
+  const server = await upstream(t, async (socket) => {
+    await send(socket, responseHead('HTTP/1.1 200 OK', [['Content-Length', '1000']]))
+  })
+  const client = blobClient(t, { maxConnectionsPerOrigin: 1, queueTimeoutMs: 10_000 })
+  const held = await client.get(server.origin, '/', {})
+  const waiting = client.get(server.origin, '/', {})
+  t.equal(client.queuedRequests, 1)
+  client.destroy()
+  const err = await rejection(waiting, 1000)
+  t.equal(err.code, 'ECLOSED', err.message)
+  t.equal(client.queuedRequests, 0)
+  t.equal((await rejection(held.pipeTo(new Collector()))).code, 'ECONNRESET', 'the running one is cut')
+  t.equal(server.requests.length, 1, 'the waiting request was never sent')
+})
+
+t.test('a retry at the cap gets a new connection: an idle one gives up its slot', async (t) => {
+  const most: number[] = []
+  let staled = false
+  const server = await upstream(t, async (socket, request) => {
+    most.push(client.openConnections)
+    if (request.index === 1 && !staled) {
+      // The first reuse of a kept-alive connection finds it closed by the registry.
+      staled = true
+      socket.destroy()
+      return
+    }
+    await send(socket, ok(`answer ${request.connection}.${request.index}`))
+  })
+  const client = blobClient(t, { maxConnectionsPerOrigin: 2 })
+  for (const res of await Promise.all([client.get(server.origin, '/1', {}), client.get(server.origin, '/2', {})])) await res.pipeTo(new Collector())
+  t.equal(client.openConnections, 2, 'two idle connections: the cap is full')
+  const res = await within(client.get(server.origin, '/3', {}), 5000, 'the retried request')
+  const sink = new Collector({ keep: true })
+  await res.pipeTo(sink)
+  t.equal(sink.body.toString(), 'answer 3.0', 'answered on a third, new connection')
+  t.equal(server.sockets.length, 3)
+  await closed(server.sockets[0] as net.Socket, 'the stale connection closed')
+  await closed(server.sockets[1] as net.Socket, 'the idle connection that gave up its slot closed')
+  t.ok(most.every((open) => open <= 2), `never more than two connections (${most.join(', ')})`)
+  t.equal(client.openConnections, 1)
 })
 
 // ---------------------------------------------------------------------------------------------
@@ -675,6 +839,10 @@ t.test('body timeout does not count pauses caused by a slow destination', async 
 })
 
 t.test('a stale kept-alive connection is retried once, transparently', async (t) => {
+  for (const cap of [256, 1]) await t.test(`maxConnectionsPerOrigin ${cap}`, async (t) => { await staleRetry(t, cap) })
+})
+
+async function staleRetry (t: Test, maxConnectionsPerOrigin: number): Promise<void> {
   const server = await upstream(t, async (socket, request) => {
     if (request.connection === 1 && request.index === 1) {
       socket.destroy()
@@ -682,7 +850,7 @@ t.test('a stale kept-alive connection is retried once, transparently', async (t)
     }
     await send(socket, ok(`answer ${request.connection}.${request.index}`))
   })
-  const client = blobClient(t)
+  const client = blobClient(t, { maxConnectionsPerOrigin })
   const bodies: string[] = []
   for (let i = 0; i < 3; i++) {
     const res = await within(client.get(server.origin, `/${i}`, {}), 5000, `request ${i}`)
@@ -698,7 +866,7 @@ t.test('a stale kept-alive connection is retried once, transparently', async (t)
     ['GET /1 HTTP/1.1', 2],
     ['GET /2 HTTP/1.1', 2]
   ], 'sent once on the stale connection, once more on a new one')
-})
+}
 
 t.test('no retry once part of the answer arrived', async (t) => {
   const server = await upstream(t, async (socket, request) => {
@@ -904,6 +1072,34 @@ t.test('TLS: verified against the given CA, exact bytes; unverified, no request 
   })
 })
 
+t.test('read buffers per scheme: 1 MiB for plain HTTP, 64 KiB for TLS, whose reads are 16 KiB at most', async (t) => {
+  const { key, cert } = selfSigned()
+  const body = randomBytes(4 * MiB)
+  const plain = await upstream(t, async (socket) => { await send(socket, ok(body)) })
+  const secure = await upstream(t, async (socket) => { await send(socket, ok(body)) }, { key, cert })
+  const client = blobClient(t, { ca: cert })
+  t.equal(client.pool.size, MiB, 'plain HTTP: 1 MiB')
+  t.equal(client.tlsPool.size, 64 * KiB, 'TLS: 64 KiB')
+  for (const [scheme, server, own, other] of [['https', secure, client.tlsPool, client.pool], ['http', plain, client.pool, client.tlsPool]] as const) {
+    const before = other.stats().allocated
+    const res = await client.get(server.origin, '/', {})
+    const sink = new Collector()
+    const reads: number[] = []
+    sink.on('chunk', (length: number) => reads.push(length))
+    await within(res.pipeTo(sink), 10_000, `${scheme}: the body`)
+    await sink.finished()
+    t.equal(sink.digest(), sha256(body), `${scheme}: the exact bytes`)
+    t.ok(own.stats().allocated > 0, `${scheme}: read into its own pool`)
+    t.equal(other.stats().allocated, before, `${scheme}: not into the other`)
+    const largest = Math.max(...reads)
+    // The premise of the smaller TLS buffers: should Node hand over more, this says so.
+    if (scheme === 'https') t.ok(largest <= 16 * KiB, `https: no read over 16 KiB (largest ${largest})`)
+    else t.ok(largest > 64 * KiB, `http: reads beyond a TLS buffer (largest ${largest})`)
+  }
+  t.equal(blobClient(t, { readBufferBytes: 16 * KiB }).tlsPool.size, 16 * KiB, 'never larger than readBufferBytes unless asked')
+  t.equal(blobClient(t, { tlsReadBufferBytes: 32 * KiB }).tlsPool.size, 32 * KiB, 'tlsReadBufferBytes when given')
+})
+
 t.test('a consumer attaching a few I/O turns after the head still gets the whole body', async (t) => {
   const { key, cert } = selfSigned()
   const body = randomBytes(256 * KiB)
@@ -1002,8 +1198,10 @@ t.test('parseResponseHead', async (t) => {
     'X-Spaced: \t  padded value \t ',
     'X-Empty:',
     'Content-Length: 12',
-    'Content-Length: 12',
-    'X-Obs: caf\u00e9'
+    'X-Obs: caf\u00e9',
+    'X-Nbsp: \u00a0kept\u00a0',
+    'Cookie: a=1',
+    'Cookie: b=2'
   ].join('\r\n'))
   t.equal(head.statusCode, 200)
   t.equal(head.minorVersion, 1)
@@ -1012,8 +1210,10 @@ t.test('parseResponseHead', async (t) => {
   t.equal(head.headers['content-type'], 'application/json', 'a repeated single-valued header keeps the first')
   t.equal(head.headers['x-spaced'], 'padded value', 'value whitespace trimmed')
   t.equal(head.headers['x-empty'], '')
-  t.equal(head.headers['content-length'], '12', 'identical Content-Lengths are one')
+  t.equal(head.headers['content-length'], '12')
   t.equal(head.headers['x-obs'], 'caf\u00e9', 'obs-text (latin1) is allowed in values')
+  t.equal(head.headers['x-nbsp'], '\u00a0kept\u00a0', 'only SP and HTAB are trimmed, not NBSP (obs-text)')
+  t.equal(head.headers.cookie, 'a=1; b=2', 'repeated cookie: joined with "; ", as node:http does')
   t.same(Object.keys(head.headers).filter((name) => name !== name.toLowerCase()), [], 'names lower-cased')
 
   const single = parseResponseHead('HTTP/1.1 200 OK\r\nSet-Cookie: only=1')
@@ -1026,7 +1226,8 @@ t.test('parseResponseHead', async (t) => {
   t.equal(parseResponseHead('HTTP/1.1 204').statusCode, 204, 'no reason phrase')
   t.equal(parseResponseHead('HTTP/1.1 599 Whatever you like').statusCode, 599)
 
-  for (const bad of ['HTTP/1.1 200 OK\r\n folded', 'HTTP/1.2 200 OK', 'HTTP/1.1 20 OK', 'HTTP/1.1 2000 OK', 'http/1.1 200 OK', 'HTTP/1.1  200 OK', 'HTTP/1.1 200 OK\r\nBad Name: x', 'HTTP/1.1 200 OK\r\nX: a\u0000b', 'HTTP/1.1 200 OK\r\nX: a\nb']) {
+  for (const bad of ['HTTP/1.1 200 OK\r\n folded', 'HTTP/1.2 200 OK', 'HTTP/1.1 20 OK', 'HTTP/1.1 2000 OK', 'http/1.1 200 OK', 'HTTP/1.1  200 OK', 'HTTP/1.1 200 OK\r\nBad Name: x', 'HTTP/1.1 200 OK\r\nX: a\u0000b', 'HTTP/1.1 200 OK\r\nX: a\nb',
+    'HTTP/1.1 200 OK\r\nX: \u000ba', 'HTTP/1.1 200 OK\r\nX: a\u000c', 'HTTP/1.1 200 OK\r\nContent-Length: 12\r\nContent-Length: 12']) {
     let thrown: unknown
     try {
       parseResponseHead(bad)

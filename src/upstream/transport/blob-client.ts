@@ -4,6 +4,7 @@ import { Readable } from 'node:stream'
 import tls from 'node:tls'
 import { BufferPool, type ReadBuffer } from './buffer-pool.js'
 import { connectionListed } from '../headers.js'
+import type { BodyDestination } from './types.js'
 
 /**
  * An HTTP/1.1 client for blob downloads, the one place where the proxy moves gigabytes. It reads
@@ -12,7 +13,8 @@ import { connectionListed } from '../headers.js'
  * cuts the CPU a gigabyte costs to about a third (docs/performance.md). node:http's parser owns
  * its socket and cannot do this, hence a parser of our own for the response head and framing.
  *
- * Only bodiless GETs come here. Connections are kept alive per origin; TLS is always verified.
+ * Only bodiless GETs come here. Connections are kept alive per origin, at most
+ * maxConnectionsPerOrigin of them (requests beyond wait their turn); TLS is always verified.
  */
 export interface BlobClientOptions {
   connectTimeoutMs: number
@@ -22,13 +24,26 @@ export interface BlobClientOptions {
   bodyTimeoutMs: number
   /** Extra trusted CAs (tests); production adds them with NODE_EXTRA_CA_CERTS. */
   ca?: string | Buffer | undefined
+  /** Size of the read buffers of plain-HTTP connections. */
   readBufferBytes?: number
+  /**
+   * Size of the read buffers of TLS connections; by default 64 KiB, or readBufferBytes if smaller.
+   * Node hands TLS cleartext to `onread` 16 KiB at a time whatever the buffer (docs/performance.md).
+   */
+  tlsReadBufferBytes?: number
   /** Read buffers kept for reuse; beyond that they are left to the garbage collector. */
   maxFreeBuffers?: number
   /** Kept buffers that stay unused for a whole period of this length are let go. */
   bufferIdleMs?: number
   maxIdlePerOrigin?: number
   idleTimeoutMs?: number
+  /**
+   * Connections per origin, busy, idle or closing (as node:http's maxSockets, 256 in agents.ts);
+   * requests beyond them wait for one to come free.
+   */
+  maxConnectionsPerOrigin?: number
+  /** Longest wait for a free connection at the cap; by default the connect timeout. */
+  queueTimeoutMs?: number
 }
 
 /** A failure talking to the registry, with a code the error mapping understands. */
@@ -39,14 +54,7 @@ export class UpstreamFailure extends Error {
   }
 }
 
-/** What a body is written to: a client's response, or anything with the same three methods. */
-export interface BodyDestination {
-  write (chunk: Buffer, callback: (err?: Error | null) => void): boolean
-  end (): unknown
-  on (event: 'drain' | 'close', listener: () => void): unknown
-  off (event: 'drain' | 'close', listener: () => void): unknown
-  readonly writableFinished: boolean
-}
+export type { BodyDestination } from './types.js'
 
 export interface BlobResponse {
   statusCode: number
@@ -66,8 +74,17 @@ export interface BlobResponse {
 const MAX_HEAD_BYTES = 64 * 1024
 const MAX_CHUNK_LINE_BYTES = 4 * 1024
 const MAX_TRAILER_BYTES = 16 * 1024
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+const TCHAR = String.raw`[!#$%&'*+\-.^_\`|~0-9A-Za-z]`
+const TOKEN = new RegExp(`^${TCHAR}+$`)
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/
+/** RFC 9112 §5.1: a field value's leading and trailing whitespace is SP and HTAB only, not NBSP. */
+const FIELD_WHITESPACE = /^[ \t]+|[ \t]+$/g
+/**
+ * RFC 9112 §7.1.1: chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS value ] ), a name a token, a
+ * value a token or a quoted-string. BWS is accepted as RFC 9110 §5.6.3 requires (llhttp refuses it).
+ */
+const QUOTED_STRING = String.raw`"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"`
+const CHUNK_EXTENSIONS = new RegExp(String.raw`^(?:[ \t]*;[ \t]*${TCHAR}+(?:[ \t]*=[ \t]*(?:${TCHAR}+|${QUOTED_STRING}))?)*$`)
 const UNSAFE_IN_REQUEST = /[\r\n\0]/
 /** Like node:http, a second value of these is dropped rather than joined. */
 const SINGLE_VALUED = new Set([
@@ -94,16 +111,21 @@ export function parseResponseHead (text: string): ResponseHead {
   if (status === null) throw invalidResponse('bad status line')
   const headers: IncomingHttpHeaders = {}
   for (let i = 1; i < lines.length; i++) {
-    const line = lines[i] as string
-    const colon = line.indexOf(':')
-    const name = colon === -1 ? '' : line.slice(0, colon)
-    // A name must be a token: no obsolete line folding, no space before the colon.
-    if (!TOKEN.test(name)) throw invalidResponse(`bad header line ${JSON.stringify(line.slice(0, 80))}`)
-    const value = line.slice(colon + 1).trim()
-    if (INVALID_VALUE.test(value)) throw invalidResponse(`bad characters in the value of ${name}`)
+    const [name, value] = fieldLine(lines[i] as string)
     addHeader(headers, name.toLowerCase(), value)
   }
   return { statusCode: Number(status[2]), minorVersion: Number(status[1]), headers }
+}
+
+/** A header or trailer line split into name and value (RFC 9112 §5); anything else is refused. */
+function fieldLine (line: string): [string, string] {
+  const colon = line.indexOf(':')
+  const name = colon === -1 ? '' : line.slice(0, colon)
+  // A name must be a token: no obsolete line folding, no space before the colon.
+  if (!TOKEN.test(name)) throw invalidResponse(`bad header line ${JSON.stringify(line.slice(0, 80))}`)
+  const value = line.slice(colon + 1).replace(FIELD_WHITESPACE, '')
+  if (INVALID_VALUE.test(value)) throw invalidResponse(`bad characters in the value of ${name}`)
+  return [name, value]
 }
 
 function addHeader (headers: IncomingHttpHeaders, name: string, value: string): void {
@@ -113,9 +135,12 @@ function addHeader (headers: IncomingHttpHeaders, name: string, value: string): 
   } else if (name === 'set-cookie') {
     (existing as string[]).push(value)
   } else if (name === 'content-length') {
-    if (existing !== value) throw invalidResponse('conflicting Content-Length values')
+    // RFC 9110 §8.6 lets a recipient take identical values as one; llhttp (node:http, undici)
+    // refuses any second one. On framing the two parsers of this proxy must agree.
+    throw invalidResponse(existing === value ? 'a repeated Content-Length' : 'conflicting Content-Length values')
   } else if (!SINGLE_VALUED.has(name)) {
-    headers[name] = `${existing as string}, ${value}`
+    // As node:http joins them: cookies with "; ", everything else with ", ".
+    headers[name] = `${existing as string}${name === 'cookie' ? '; ' : ', '}${value}`
   }
 }
 
@@ -160,11 +185,15 @@ const LF = 10
  * trailers are bounded; a malformed stream is an error, never a guess.
  */
 export class ChunkedDecoder {
-  private state: 'size' | 'extension' | 'size-lf' | 'data' | 'data-cr' | 'data-lf' | 'trailer-start' | 'trailer-line' | 'end-lf' | 'done' = 'size'
+  private state: 'size' | 'extension' | 'size-lf' | 'data' | 'data-cr' | 'data-lf' | 'trailer-start' | 'trailer-line' | 'trailer-lf' | 'end-lf' | 'done' = 'size'
   private size = 0
+  /** Hex digits of the size after its leading zeros. */
   private digits = 0
+  /** Bytes of the size line so far, digits included. */
   private lineBytes = 0
   private trailerBytes = 0
+  /** The extensions of a size line, or a trailer line, as it arrives: checked whole at its CR. */
+  private line = ''
 
   get done (): boolean {
     return this.state === 'done'
@@ -187,13 +216,15 @@ export class ChunkedDecoder {
         case 'size': {
           const digit = hexValue(byte)
           if (digit !== -1) {
-            // 13 hex digits stay below 2^53; no blob is larger.
-            if (++this.digits > 13) throw invalidResponse('chunk size too large')
+            // 13 significant hex digits stay below 2^53; no blob is larger. Leading zeros are
+            // allowed (RFC 9112 §7.1: 1*HEXDIG) and bounded with the line.
+            if ((this.size > 0 || digit > 0) && ++this.digits > 13) throw invalidResponse('chunk size too large')
+            if (++this.lineBytes > MAX_CHUNK_LINE_BYTES) throw invalidResponse('chunk size line too long')
             this.size = this.size * 16 + digit
-          } else if (this.digits > 0 && (byte === 0x3b || byte === 0x20 || byte === 0x09)) {
+          } else if (this.lineBytes > 0 && (byte === 0x3b || byte === 0x20 || byte === 0x09)) {
             this.state = 'extension'
-            this.lineBytes = 0
-          } else if (this.digits > 0 && byte === CR) {
+            this.line = String.fromCharCode(byte)
+          } else if (this.lineBytes > 0 && byte === CR) {
             this.state = 'size-lf'
           } else {
             throw invalidResponse('bad chunk size')
@@ -201,13 +232,22 @@ export class ChunkedDecoder {
           break
         }
         case 'extension':
-          if (byte === CR) this.state = 'size-lf'
-          else if (++this.lineBytes > MAX_CHUNK_LINE_BYTES) throw invalidResponse('chunk extension too long')
+          if (byte === CR) {
+            // Checked whole: a bare LF, a NUL or an unclosed quote must not pass for an extension.
+            if (!CHUNK_EXTENSIONS.test(this.line)) throw invalidResponse(`bad chunk extension ${JSON.stringify(this.line.slice(0, 80))}`)
+            this.line = ''
+            this.state = 'size-lf'
+          } else if (++this.lineBytes > MAX_CHUNK_LINE_BYTES) {
+            throw invalidResponse('chunk extension too long')
+          } else {
+            this.line += String.fromCharCode(byte)
+          }
           break
         case 'size-lf':
           if (byte !== LF) throw invalidResponse('bad chunk size line')
           this.state = this.size === 0 ? 'trailer-start' : 'data'
           this.digits = 0
+          this.lineBytes = 0
           break
         case 'data-cr':
           if (byte !== CR) throw invalidResponse('chunk longer than its size')
@@ -220,11 +260,24 @@ export class ChunkedDecoder {
           break
         case 'trailer-start':
           if (++this.trailerBytes > MAX_TRAILER_BYTES) throw invalidResponse('trailer too long')
-          this.state = byte === CR ? 'end-lf' : 'trailer-line'
+          if (byte === CR) {
+            this.state = 'end-lf'
+          } else {
+            this.state = 'trailer-line'
+            this.line = String.fromCharCode(byte)
+          }
           break
         case 'trailer-line':
           if (++this.trailerBytes > MAX_TRAILER_BYTES) throw invalidResponse('trailer too long')
-          if (byte === LF) this.state = 'trailer-start'
+          if (byte === CR) this.state = 'trailer-lf'
+          else this.line += String.fromCharCode(byte)
+          break
+        case 'trailer-lf':
+          if (byte !== LF) throw invalidResponse('bad trailer line')
+          // Trailer fields are dropped, but only well-formed ones: the same rules as the head's.
+          fieldLine(this.line)
+          this.line = ''
+          this.state = 'trailer-start'
           break
         case 'end-lf':
           if (byte !== LF) throw invalidResponse('bad end of chunked body')
@@ -269,6 +322,8 @@ class Connection {
   served = 0
   /** A byte of the current response has arrived: the request may have been processed. */
   answered = false
+  /** The pool of this connection's scheme. */
+  private readonly pool: BufferPool
   private headBytes: Buffer | null = null
   private waiter: { resolve: (response: BlobResponse) => void, reject: (err: Error) => void } | null = null
   private framing: Framing = { kind: 'none' }
@@ -281,6 +336,7 @@ class Connection {
   private reading: ReadBuffer | null = null
 
   constructor (private readonly client: BlobClient, readonly origin: string, target: Target) {
+    this.pool = target.secure ? client.tlsPool : client.pool
     const onread = { buffer: this.nextBuffer, callback: this.onRead }
     if (target.secure) {
       const session = client.sessions.get(origin)
@@ -315,7 +371,7 @@ class Connection {
       this.client.forget(this)
       if (this.reading !== null) {
         this.reading.reading = false
-        this.client.pool.give(this.reading)
+        this.pool.give(this.reading)
         this.reading = null
       }
     })
@@ -323,6 +379,8 @@ class Connection {
 
   /** Sends a request; resolves with the response once its head has arrived. */
   async send (head: string): Promise<BlobResponse> {
+    // Handed over at the cap, it waited a turn: the registry may have closed it meanwhile.
+    if (this.phase === 'closed') throw new UpstreamFailure('the connection was closed', 'ECONNRESET')
     this.phase = 'head'
     this.answered = false
     this.socket.setTimeout(this.client.options.headersTimeoutMs)
@@ -335,7 +393,7 @@ class Connection {
   /** Called by the socket for the buffer of its next read. */
   private readonly nextBuffer = (): Buffer => {
     if (this.phase === 'body' || this.phase === 'waiting') {
-      const buffer = this.client.pool.take()
+      const buffer = this.pool.take()
       buffer.reading = true
       this.reading = buffer
       return buffer.bytes
@@ -360,7 +418,7 @@ class Connection {
       if (buffer !== null) {
         buffer.reading = false
         this.reading = null
-        this.client.pool.give(buffer)
+        this.pool.give(buffer)
       }
     }
   }
@@ -390,8 +448,10 @@ class Connection {
     let pending = this.headBytes === null ? Buffer.from(bytes) : Buffer.concat([this.headBytes, bytes])
     for (;;) {
       const end = pending.indexOf('\r\n\r\n')
+      // The bound is on the head's bytes, wherever its end falls: without an end yet, the head
+      // is at least as long as what is pending, less a terminator it might end with.
+      if ((end === -1 ? pending.length - 3 : end) > MAX_HEAD_BYTES) throw invalidResponse('response head too large')
       if (end === -1) {
-        if (pending.length > MAX_HEAD_BYTES) throw invalidResponse('response head too large')
         this.headBytes = pending
         return true
       }
@@ -530,7 +590,7 @@ class Connection {
       buffer.holds++
       more = sink.write(bytes.subarray(from, to), () => {
         buffer.holds--
-        this.client.pool.give(buffer)
+        this.pool.give(buffer)
       }) && more
     }
     const framing = this.framing
@@ -630,29 +690,51 @@ class Connection {
 
 function noop (): void {}
 
+/** A request waiting for a connection at the cap. */
+interface Waiter {
+  /** A retry after a stale connection: only a new connection will do. */
+  fresh: boolean
+  resolve: (connection: Connection) => void
+  reject: (err: Error) => void
+  timer: NodeJS.Timeout
+}
+
 export class BlobClient {
-  readonly options: Required<Omit<BlobClientOptions, 'ca'>> & Pick<BlobClientOptions, 'ca'>
+  readonly options: Required<Omit<BlobClientOptions, 'ca' | 'queueTimeoutMs'>> & Pick<BlobClientOptions, 'ca'> & { queueTimeoutMs: number }
+  /** Read buffers of plain-HTTP connections. */
   readonly pool: BufferPool
+  /** Read buffers of TLS connections. */
+  readonly tlsPool: BufferPool
   /** Response heads are read here and copied out at once. */
   readonly headBuffer = Buffer.allocUnsafeSlow(16 * 1024)
   readonly sessions = new Map<string, Buffer>()
   private readonly idle = new Map<string, Connection[]>()
   private readonly targets = new Map<string, Target>()
   private readonly connections = new Set<Connection>()
+  /** Connections per origin until their sockets have closed: what the cap counts. */
+  private readonly counts = new Map<string, number>()
+  private readonly waiting = new Map<string, Waiter[]>()
   private closed = false
 
   constructor (options: BlobClientOptions) {
+    const readBufferBytes = options.readBufferBytes ?? 1024 * 1024
     this.options = {
       // 1 MiB reads: a tenth more throughput than 256 KiB (fewer reads and writes per GiB), at
       // about 2 MiB per running download (the buffer read into and the one being written).
-      readBufferBytes: 1024 * 1024,
+      readBufferBytes,
+      // Over TLS every read is 16 KiB or less, so a larger buffer saves nothing and only weighs on
+      // V8's external memory; 64 KiB leaves room should Node hand over more (docs/performance.md).
+      tlsReadBufferBytes: Math.min(readBufferBytes, 64 * 1024),
       maxFreeBuffers: 64,
       maxIdlePerOrigin: 32,
       idleTimeoutMs: 30_000,
       bufferIdleMs: 30_000,
-      ...options
+      maxConnectionsPerOrigin: 256,
+      ...options,
+      queueTimeoutMs: options.queueTimeoutMs ?? options.connectTimeoutMs
     }
     this.pool = new BufferPool(this.options.readBufferBytes, this.options.maxFreeBuffers, this.options.bufferIdleMs)
+    this.tlsPool = new BufferPool(this.options.tlsReadBufferBytes, this.options.maxFreeBuffers, this.options.bufferIdleMs)
   }
 
   /**
@@ -663,21 +745,30 @@ export class BlobClient {
     if (this.closed) throw new UpstreamFailure('the proxy is shutting down', 'ECLOSED')
     const target = this.targetOf(origin)
     const head = requestHead(path, target.authority, headers)
-    const reused = this.takeIdle(origin)
-    if (reused !== undefined) {
-      try {
-        return await reused.send(head)
-      } catch (err) {
-        if (reused.answered || !isReset(err)) throw err
-      }
+    const connection = await this.acquire(origin, target, false)
+    try {
+      return await connection.send(head)
+    } catch (err) {
+      if (connection.served === 0 || connection.answered || !isReset(err)) throw err
     }
-    return await this.open(origin, target).send(head)
+    return await (await this.acquire(origin, target, true)).send(head)
   }
 
   /** A connection whose response completed and may carry the next request. */
   release (connection: Connection): void {
+    const queue = this.waiting.get(connection.origin) ?? []
+    const next = queue.findIndex((waiter) => !waiter.fresh)
+    if (!this.closed && next !== -1) {
+      // Straight to the next request waiting at the cap; it reads on for stray bytes meanwhile.
+      const [waiter] = queue.splice(next, 1) as [Waiter]
+      clearTimeout(waiter.timer)
+      connection.socket.resume()
+      waiter.resolve(connection)
+      return
+    }
     const idle = this.idle.get(connection.origin) ?? []
-    if (this.closed || idle.length >= this.options.maxIdlePerOrigin) {
+    // Only retries wait: they need a new connection, and this one's slot makes room for it.
+    if (this.closed || idle.length >= this.options.maxIdlePerOrigin || queue.length > 0) {
       connection.destroy()
       return
     }
@@ -688,11 +779,15 @@ export class BlobClient {
     connection.socket.resume()
   }
 
+  /** Called once a connection's socket has closed: its slot is free. */
   forget (connection: Connection): void {
-    this.connections.delete(connection)
-    const idle = this.idle.get(connection.origin)
+    if (!this.connections.delete(connection)) return
+    const origin = connection.origin
+    this.counts.set(origin, (this.counts.get(origin) ?? 1) - 1)
+    const idle = this.idle.get(origin)
     const at = idle?.indexOf(connection) ?? -1
     if (at !== -1) idle?.splice(at, 1)
+    this.dispatch(origin)
   }
 
   /** Connections open now, idle or busy; for tests and metrics. */
@@ -700,9 +795,62 @@ export class BlobClient {
     return this.connections.size
   }
 
+  /** Requests waiting for a connection at the cap; for tests and metrics. */
+  get queuedRequests (): number {
+    let queued = 0
+    for (const queue of this.waiting.values()) queued += queue.length
+    return queued
+  }
+
   destroy (): void {
     this.closed = true
+    for (const queue of this.waiting.values()) {
+      for (const waiter of queue.splice(0)) {
+        clearTimeout(waiter.timer)
+        waiter.reject(new UpstreamFailure('the proxy is shutting down', 'ECLOSED'))
+      }
+    }
     for (const connection of [...this.connections]) connection.destroy()
+  }
+
+  /** An idle connection, a new one below the cap, or the next one to come free within the queue timeout. */
+  private async acquire (origin: string, target: Target, fresh: boolean): Promise<Connection> {
+    const ready = fresh ? undefined : this.takeIdle(origin)
+    if (ready !== undefined) return ready
+    if ((this.counts.get(origin) ?? 0) < this.options.maxConnectionsPerOrigin) return this.open(origin, target)
+    // A retry at the cap: an idle connection gives its slot up (it frees once its socket closes).
+    if (fresh) this.idle.get(origin)?.shift()?.destroy()
+    return await new Promise((resolve, reject) => {
+      const queue = this.waiting.get(origin) ?? []
+      this.waiting.set(origin, queue)
+      const waiter: Waiter = {
+        fresh,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          queue.splice(queue.indexOf(waiter), 1)
+          const { maxConnectionsPerOrigin, queueTimeoutMs } = this.options
+          reject(new UpstreamFailure(`no free connection to the registry within ${queueTimeoutMs} ms (all ${maxConnectionsPerOrigin} busy)`, 'EQUEUE_TIMEOUT'))
+        }, this.options.queueTimeoutMs)
+      }
+      queue.push(waiter)
+    })
+  }
+
+  /** Gives freed slots to the requests waiting for them, in order. */
+  private dispatch (origin: string): void {
+    const queue = this.waiting.get(origin) ?? []
+    const target = this.targets.get(origin)
+    if (target === undefined) return
+    while (!this.closed && queue.length > 0) {
+      const waiter = queue[0] as Waiter
+      const connection = (waiter.fresh ? undefined : this.takeIdle(origin)) ??
+        ((this.counts.get(origin) ?? 0) < this.options.maxConnectionsPerOrigin ? this.open(origin, target) : undefined)
+      if (connection === undefined) return
+      queue.shift()
+      clearTimeout(waiter.timer)
+      waiter.resolve(connection)
+    }
   }
 
   private takeIdle (origin: string): Connection | undefined {
@@ -718,6 +866,7 @@ export class BlobClient {
   private open (origin: string, target: Target): Connection {
     const connection = new Connection(this, origin, target)
     this.connections.add(connection)
+    this.counts.set(origin, (this.counts.get(origin) ?? 0) + 1)
     return connection
   }
 
