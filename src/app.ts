@@ -6,7 +6,7 @@ import type { Config, RegistryConfig } from './config/index.js'
 import { EcrBasicAuthorizer } from './credentials/authorizer.js'
 import type { Clock } from './credentials/clock.js'
 import { createEcrClient, ecrTokenFetcher, type FetchToken } from './credentials/ecr-token.js'
-import { CredentialPool, type CredentialKey } from './credentials/pool.js'
+import { CredentialPool, ecrCredentialKey, type CredentialKey } from './credentials/pool.js'
 import { TokenRefresher } from './credentials/refresher.js'
 import { accessLog } from './http/access-log.js'
 import { clientAuthenticationPlugin } from './http/client-auth.js'
@@ -18,7 +18,8 @@ import { decorateRequestState } from './http/request-state.js'
 import { createLogger } from './logger.js'
 import { pathOf } from './oci/target.js'
 import { ProxyMetrics } from './ops/metrics.js'
-import { registryOrigin, toOrigin } from './routing/endpoint.js'
+import { toOrigin } from './routing/endpoint.js'
+import { anyEcrRegistry, configuredRegistries } from './routing/registries.js'
 import { Registry } from './routing/registry.js'
 import { Router } from './routing/resolve.js'
 import { Upstream } from './upstream/fetch.js'
@@ -28,8 +29,10 @@ import { dispatcherOptions, type ForwardingTimeouts } from './upstream/transport
 
 /** The seams tests replace; production uses the defaults. */
 export interface AppDeps {
-  /** Token source of every ECR credential; default: GetAuthorizationToken in the credential's region. */
+  /** One token source for every credential (tests of a single registry). */
   fetchToken?: FetchToken
+  /** The token source of each credential; default: GetAuthorizationToken in its region, as its identity. */
+  tokenSource?: (key: CredentialKey) => FetchToken
   /** Region used to build a registry origin from --registry-id when the registry names none. */
   resolveRegion?: () => Promise<string | undefined>
   clock?: Clock
@@ -43,7 +46,9 @@ export interface AppDeps {
 
 export interface App {
   app: FastifyInstance
+  /** The configured registries. */
   registries: readonly Registry[]
+  router: Router
   credentials: CredentialPool
   metrics: ProxyMetrics
 }
@@ -63,19 +68,18 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   // Client credentials, policy and the listener (TLS, timeouts, limits): bad files stop the start.
   const access = createAccessControl(config.access, logger)
   const listener = createListener(config.listener, logger.child({ component: 'listener' }))
-  const registryConfig = config.registries[0] as RegistryConfig
   const ecrClients = new Map<string, ReturnType<typeof createEcrClient>>()
-  const ecrClient = (region: string | undefined) => {
-    let client = ecrClients.get(region ?? '')
+  const ecrClient = (key: CredentialKey) => {
+    let client = ecrClients.get(key.id)
     if (client === undefined) {
-      client = createEcrClient(region)
-      ecrClients.set(region ?? '', client)
+      client = createEcrClient(key.region, key.identity)
+      ecrClients.set(key.id, client)
     }
     return client
   }
-  const credentialKey: CredentialKey = { id: `ecr:${registryConfig.region ?? 'default'}`, region: registryConfig.region }
+  const tokenSource = deps.tokenSource ?? (deps.fetchToken === undefined ? (key: CredentialKey) => ecrTokenFetcher(ecrClient(key)) : () => deps.fetchToken as FetchToken)
   const credentials = new CredentialPool((key) => new TokenRefresher({
-    fetchToken: deps.fetchToken ?? ecrTokenFetcher(ecrClient(key.region)),
+    fetchToken: tokenSource(key),
     log: logger.child({ component: 'credentials', credential: key.id }),
     ...(deps.clock === undefined ? {} : { clock: deps.clock }),
     ...(deps.random === undefined ? {} : { random: deps.random }),
@@ -84,23 +88,23 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     maxRetryMs: config.credentials.refresh.maxRetrySeconds * 1000,
     rejectedIntervalMs: config.credentials.refresh.rejectedIntervalSeconds * 1000
   }))
-  const resolveRegion = deps.resolveRegion ?? (async () => await ecrClient(registryConfig.region).config.region())
-  const registry = new Registry({
-    origin: await configuredOrigin(registryConfig, resolveRegion),
-    credential: credentialKey,
-    region: registryConfig.region
-  })
-  const registries = [registry]
+  const firstEntry = config.registries[0] as RegistryConfig
+  const resolveRegion = deps.resolveRegion ?? (async () => await ecrClient(ecrCredentialKey(firstEntry.region)).config.region())
+  const registries = await configuredRegistries(config.registries, resolveRegion)
+  const router = new Router(registries, config.anyEcrRegistry ? { anyEcrRegistry } : {})
   const metrics = new ProxyMetrics({ repositoryLabel: config.metrics.repositoryLabel })
   credentials.onCreated((id, refresher) => { metrics.watchCredential(id, refresher, deps.clock === undefined ? Date.now : () => (deps.clock as Clock).now()) })
-  const refresher = credentials.get(credentialKey)
-  if (registry.origin === undefined) {
-    // Configured by region alone: the caller's own registry, as GetAuthorizationToken names it.
-    refresher.onToken((token) => {
-      if (token.proxyEndpoint !== undefined && registry.learnOrigin(toOrigin(token.proxyEndpoint))) {
-        logger.info({ upstream: registry.origin }, 'forwarding to the registry GetAuthorizationToken named')
-      }
-    })
+  // One refresher per credential, however many registries share it.
+  for (const registry of registries) {
+    const refresher = credentials.get(registry.credential)
+    if (registry.origin === undefined) {
+      // Configured by region alone: the caller's own registry, as GetAuthorizationToken names it.
+      refresher.onToken((token) => {
+        if (token.proxyEndpoint !== undefined && registry.learnOrigin(toOrigin(token.proxyEndpoint))) {
+          logger.info({ upstream: registry.origin }, 'forwarding to the registry GetAuthorizationToken named')
+        }
+      })
+    }
   }
 
   const app: FastifyInstance = Fastify({
@@ -130,7 +134,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   decorateRequestState(app)
   accessLog(app, metrics)
   await app.register(clientAuthenticationPlugin, { authenticator: access.authenticator })
-  healthRoutes(app, registries, credentials, metrics)
+  healthRoutes(app, registries, router, credentials, metrics)
 
   const upstream = new Upstream({
     transport: agentTransport(agents),
@@ -142,7 +146,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     observe: (kind, target) => { metrics.upstreamError(kind, target.registry.name) }
   })
   await app.register(registryRoute, {
-    router: new Router(registries),
+    router,
     upstream,
     policy: access.policy,
     onUpstreamError: (kind, target) => { metrics.upstreamError(kind, target.registry.name) }
@@ -157,15 +161,5 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     }
     return reply
   })
-  return { app, registries, credentials, metrics }
-}
-
-async function configuredOrigin (registry: RegistryConfig, resolveRegion: () => Promise<string | undefined>): Promise<string | undefined> {
-  if (registry.upstream !== undefined) return toOrigin(registry.upstream)
-  if (registry.registryId === undefined) return undefined
-  const region = registry.region ?? await resolveRegion().catch(() => undefined)
-  if (region === undefined) {
-    throw new Error('--registry-id needs a region: set --region, ECR_PROXY_REGION or AWS_REGION')
-  }
-  return registryOrigin({ registryId: registry.registryId, region, fips: registry.fips, dualStack: registry.dualStack })
+  return { app, registries, router, credentials, metrics }
 }

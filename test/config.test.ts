@@ -130,5 +130,46 @@ t.test('errors name the key as its source spelled it', async (t) => {
   t.throws(() => load(['--config', unknown]), { message: /^invalid configuration: registries\.0\.account \(from config file .*\) is not a known setting/ })
   t.throws(() => load(['--upstream-body-timeout-seconds=-1']), { message: /^invalid configuration: upstreamBodyTimeoutSeconds \(from --upstream-body-timeout-seconds\) must be/ })
   const two = configFile('two.yaml', 'registries: [{ region: us-east-2 }, { region: eu-west-1 }]\n')
-  t.throws(() => load(['--config', two]), { message: /^invalid configuration: registries \(from config file .*\) must be/ }, 'one registry per proxy, for now')
+  t.throws(() => load(['--config', two]), { message: /^invalid configuration: registries\.0\.registry \(from config file .*\) is needed when several registries are configured/ }, 'several registries are each named')
+})
+
+t.test('several registries: by hostname or account and region, from a file, flags or the environment', async (t) => {
+  const PROD = '600423610423.dkr.ecr.us-east-2.amazonaws.com'
+  const EU = '600423610423.dkr.ecr.eu-west-1.amazonaws.com'
+  t.same(load(['--registry', `${PROD}=prod`, '--registry', EU]).registries, [
+    { registry: PROD, alias: 'prod', fips: false, dualStack: false },
+    { registry: EU, fips: false, dualStack: false }
+  ])
+  t.same(load([], { ECR_PROXY_REGISTRIES: `${PROD}=prod, ${EU}` }).registries.map((r) => r.registry), [PROD, EU])
+  t.equal(load(['--any-ecr-registry']).anyEcrRegistry, true)
+  for (const host of ['600423610423.dkr.ecr-fips.us-gov-west-1.amazonaws.com', '600423610423.dkr-ecr.eu-west-1.on.aws', '600423610423.dkr.ecr.cn-north-1.amazonaws.com.cn', '600423610423.dkr-ecr.cn-northwest-1.on.amazonwebservices.com.cn']) {
+    t.equal(load(['--registry', host]).registries[0]?.registry, host, `${host} is an ECR hostname`)
+  }
+  const file = configFile('several.yaml', [
+    'registries:',
+    `  - { registry: ${PROD}, alias: prod, default: true, profile: prod }`,
+    '  - { registryId: "111122223333", region: eu-west-1, roleArn: "arn:aws:iam::111122223333:role/puller", externalId: xyz }',
+    ''
+  ].join('\n'))
+  const config = load(['--config', file])
+  t.equal(config.registries.length, 2)
+  t.equal(config.registries[1]?.roleArn, 'arn:aws:iam::111122223333:role/puller')
+})
+
+t.test('several registries: each mistake names the entry and the key', async (t) => {
+  const PROD = '600423610423.dkr.ecr.us-east-2.amazonaws.com'
+  const bad = (name: string, lines: string[]) => {
+    const file = configFile(name, ['registries:', ...lines, ''].join('\n'))
+    return () => load(['--config', file])
+  }
+  t.throws(bad('dup.yaml', [`  - { registry: ${PROD} }`, `  - { registryId: "600423610423", region: us-east-2 }`]), { message: /^invalid configuration: registries\.1\.registryId \(from config file .*\) names the same registry as registries\[0\] \(600423610423\.dkr\.ecr\.us-east-2\.amazonaws\.com\)$/ })
+  t.throws(bad('defaults.yaml', [`  - { registry: ${PROD}, default: true }`, '  - { registry: 111122223333.dkr.ecr.us-east-2.amazonaws.com, default: true }']), { message: /^invalid configuration: registries\.1\.default \(from .*\) is also set on registries\[0\]: one default registry at most$/ })
+  t.throws(bad('aliases.yaml', [`  - { registry: ${PROD}, alias: prod }`, '  - { registry: 111122223333.dkr.ecr.us-east-2.amazonaws.com, alias: prod }']), { message: /^invalid configuration: registries\.1\.alias \(from .*\) is also the alias of registries\[0\], got "prod"$/ })
+  t.throws(bad('alias-host.yaml', [`  - { registry: ${PROD}, alias: "${PROD}" }`]), { message: /^invalid configuration: registries\.0\.alias \(from .*\) must match/ }, 'an alias can never be a hostname: no dots')
+  t.throws(bad('not-ecr.yaml', ['  - { registry: registry.example.com }']), { message: /^invalid configuration: registries\.0\.registry \(from .*\) is not an ECR registry hostname .*, got "registry\.example\.com"$/ })
+  t.throws(bad('contradiction.yaml', [`  - { registry: ${PROD}, region: eu-west-1 }`]), { message: /^invalid configuration: registries\.0\.region \(from .*\) contradicts the hostname 600423610423\.dkr\.ecr\.us-east-2\.amazonaws\.com, got "eu-west-1"$/ })
+  t.throws(bad('anonymous.yaml', [`  - { registry: ${PROD} }`, '  - { region: eu-west-1 }']), { message: /^invalid configuration: registries\.1\.registry \(from .*\) is needed when several registries are configured/ })
+  t.throws(bad('role.yaml', ['  - { registry: ' + PROD + ', roleArn: "arn:aws:iam::1:role/x" }']), { message: /^invalid configuration: registries\.0\.roleArn .* must match/ })
+  t.throws(() => load(['--registry', 'https://600423610423.dkr.ecr.us-east-2.amazonaws.com']), { message: /^invalid configuration: registries\.0\.registry \(from --registry\) must match/ })
+  t.throws(() => load(['--registry', `${PROD}=prod`, '--registry', `${PROD}=other`]), { message: /^invalid configuration: registries\.1\.registry \(from --registry\) names the same registry as registries\[0\]/ })
 })

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { Value } from '@sinclair/typebox/value'
 import { parse as parseYaml } from 'yaml'
+import { parseEcrHost, registryOrigin } from '../routing/endpoint.js'
 import { ConfigSchema, type Config } from './schema.js'
 import { LEGACY_KEYS, SECTIONS, SETTINGS, type Setting } from './settings.js'
 
@@ -24,12 +25,14 @@ export interface CliArgs {
 }
 
 export function parseCommandLine (argv: string[]): CliArgs {
-  const options: Record<string, { type: 'string' | 'boolean' }> = {
+  const options: Record<string, { type: 'string' | 'boolean', multiple?: boolean }> = {
     help: { type: 'boolean' },
     version: { type: 'boolean' },
     config: { type: 'string' }
   }
-  for (const s of SETTINGS) if (s.flag !== '') options[s.flag] = { type: s.kind === 'boolean' ? 'boolean' : 'string' }
+  for (const s of SETTINGS) {
+    if (s.flag !== '') options[s.flag] = { type: s.kind === 'boolean' ? 'boolean' : 'string', ...(s.repeatable === true ? { multiple: true } : {}) }
+  }
   let parsed
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: false, strict: true })
@@ -39,7 +42,8 @@ export function parseCommandLine (argv: string[]): CliArgs {
   const values = new Map<Setting, string | boolean>()
   for (const s of SETTINGS) {
     const value = s.flag === '' ? undefined : parsed.values[s.flag]
-    if (value !== undefined) values.set(s, value)
+    // A repeatable flag: its values as one comma-separated list, like the environment's.
+    if (value !== undefined) values.set(s, Array.isArray(value) ? value.join(',') : value)
   }
   const configFile = parsed.values.config
   return {
@@ -63,7 +67,7 @@ export function helpText (): string {
     '',
     formatOption('--config FILE', 'ECR_PROXY_CONFIG', 'YAML or JSON config file'),
     ...SETTINGS.map((s) => formatOption(
-      s.flag === '' ? '(no flag)' : `--${s.flag}${s.kind === 'boolean' ? '' : ` ${s.kind === 'string' ? 'VALUE' : s.kind === 'list' ? 'LIST' : 'N'}`}`,
+      s.flag === '' ? '(no flag)' : `--${s.flag}${s.kind === 'boolean' ? '' : ` ${s.metavar ?? (s.kind === 'string' ? 'VALUE' : s.kind === 'list' ? 'LIST' : 'N')}`}`,
       s.env, `${s.help} [config: ${s.key}]`)),
     formatOption('--help', '', 'show this help'),
     formatOption('--version', '', 'print the version'),
@@ -125,7 +129,53 @@ export function loadConfig (args: CliArgs, env: NodeJS.ProcessEnv = process.env)
   if ((config.listener.tlsCert === undefined) !== (config.listener.tlsKey === undefined)) {
     throw new ConfigError('invalid configuration: tlsCert and tlsKey go together (--tls-cert FILE --tls-key FILE)')
   }
+  const problem = registriesProblem(config)
+  if (problem !== undefined) {
+    const { source, key } = originOf(origins, ['registries', String(problem.entry), problem.key])
+    throw new ConfigError(`invalid configuration: ${key} (from ${source}) ${problem.message}`)
+  }
   return config
+}
+
+interface RegistryProblem { entry: number, key: string, message: string }
+
+/**
+ * What the schema cannot say about the registry list: each entry names one registry, once; one
+ * default at most; aliases unique. An entry without a hostname or account is the caller's own
+ * registry (named by GetAuthorizationToken) and can only stand alone.
+ */
+function registriesProblem (config: Config): RegistryProblem | undefined {
+  const hosts = new Map<string, number>()
+  const aliases = new Map<string, number>()
+  let defaultAt: number | undefined
+  for (const [i, entry] of config.registries.entries()) {
+    if (entry.registry !== undefined) {
+      const parsed = parseEcrHost(entry.registry)
+      if (parsed === undefined) return { entry: i, key: 'registry', message: `is not an ECR registry hostname (<account>.dkr.ecr.<region>.amazonaws.com, its FIPS, dual-stack or China form), got ${JSON.stringify(entry.registry)}` }
+      for (const key of ['registryId', 'region', 'fips', 'dualStack'] as const) {
+        const given = key === 'fips' || key === 'dualStack' ? (entry[key] ? true : undefined) : entry[key]
+        if (given !== undefined && given !== parsed[key]) return { entry: i, key, message: `contradicts the hostname ${entry.registry}, got ${JSON.stringify(given)}` }
+      }
+    } else if (entry.registryId === undefined && config.registries.length > 1) {
+      return { entry: i, key: 'registry', message: 'is needed when several registries are configured: name each by hostname, or by registryId and region' }
+    }
+    const host = entry.registry ?? (entry.registryId !== undefined && entry.region !== undefined ? new URL(registryOrigin({ registryId: entry.registryId, region: entry.region, fips: entry.fips, dualStack: entry.dualStack })).hostname : entry.registryId)
+    if (host !== undefined) {
+      const first = hosts.get(host)
+      if (first !== undefined) return { entry: i, key: entry.registry !== undefined ? 'registry' : 'registryId', message: `names the same registry as registries[${first}] (${host})` }
+      hosts.set(host, i)
+    }
+    if (entry.alias !== undefined) {
+      const first = aliases.get(entry.alias)
+      if (first !== undefined) return { entry: i, key: 'alias', message: `is also the alias of registries[${first}], got ${JSON.stringify(entry.alias)}` }
+      aliases.set(entry.alias, i)
+    }
+    if (entry.default === true) {
+      if (defaultAt !== undefined) return { entry: i, key: 'default', message: `is also set on registries[${defaultAt}]: one default registry at most` }
+      defaultAt = i
+    }
+  }
+  return undefined
 }
 
 function startsWith (path: readonly string[], prefix: readonly string[]): boolean {
@@ -191,12 +241,14 @@ function assign (raw: Raw, origins: Map<string, Origin>, s: Setting, value: unkn
   origins.set(s.path.join('.'), { source, key: s.name.join('.') })
 }
 
-function convert (s: Setting, value: string, source: string): string | number | boolean | string[] {
+function convert (s: Setting, value: string, source: string): unknown {
   switch (s.kind) {
     case 'string':
       return value
-    case 'list':
-      return value.split(',').map((item) => item.trim()).filter((item) => item !== '')
+    case 'list': {
+      const items = value.split(',').map((item) => item.trim()).filter((item) => item !== '')
+      return s.fromList === undefined ? items : s.fromList(items)
+    }
     case 'boolean':
       if (/^(true|1|yes)$/i.test(value)) return true
       if (/^(false|0|no)$/i.test(value)) return false

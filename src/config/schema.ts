@@ -33,14 +33,32 @@ export const AccessSchema = section({
   denyRepositories: Type.Array(Type.String({ minLength: 1 }), { default: [] })
 })
 
-/** One ECR registry: by account and region (or the caller's own, named by GetAuthorizationToken). */
+/** A registry hostname: lower-case labels, no scheme, port or path. */
+export const HOSTNAME_PATTERN = '^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$'
+/** An alias is one repository-path component without dots, so it can never be taken for a hostname. */
+export const ALIAS_PATTERN = '^[a-z0-9]+(?:[_-]+[a-z0-9]+)*$'
+
+/**
+ * One ECR registry: by hostname, or by account and region (or, alone, the caller's own registry,
+ * named by GetAuthorizationToken); optionally an alias, the default for bare names, an explicit
+ * origin, and an identity of its own.
+ */
 export const RegistrySchema = Type.Object({
+  registry: Type.Optional(Type.String({ pattern: HOSTNAME_PATTERN })),
   region: Type.Optional(Type.String({ pattern: '^[a-z]{2}(-[a-z]+)+-[0-9]+$' })),
   registryId: Type.Optional(Type.String({ pattern: '^[0-9]{12}$' })),
+  fips: Type.Boolean({ default: false }),
+  dualStack: Type.Boolean({ default: false }),
+  alias: Type.Optional(Type.String({ pattern: ALIAS_PATTERN, maxLength: 64 })),
+  default: Type.Optional(Type.Boolean()),
   /** An explicit origin to forward to instead of the ECR hostname (local registries, tests). */
   upstream: Type.Optional(Type.String({ pattern: '^https?://[^/?#@]+/?$' })),
-  fips: Type.Boolean({ default: false }),
-  dualStack: Type.Boolean({ default: false })
+  /** A shared-config profile for this registry's token, instead of the default chain. */
+  profile: Type.Optional(Type.String({ minLength: 1 })),
+  /** A role assumed (on top of the profile or the default chain) for this registry's token. */
+  roleArn: Type.Optional(Type.String({ pattern: '^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\\w+=,.@/-]+$' })),
+  externalId: Type.Optional(Type.String({ minLength: 2, maxLength: 1224 })),
+  roleSessionName: Type.Optional(Type.String({ pattern: '^[\\w+=,.@-]{2,64}$' }))
 }, { additionalProperties: false })
 
 export const CredentialsSchema = section({
@@ -64,8 +82,9 @@ export const ForwardingSchema = section({
 export const ConfigSchema = Type.Object({
   listener: ListenerSchema,
   access: AccessSchema,
-  // One registry per proxy for now; the list is where several go.
-  registries: Type.Array(RegistrySchema, { minItems: 1, maxItems: 1, default: [{}] }),
+  registries: Type.Array(RegistrySchema, { minItems: 1, default: [{}] }),
+  /** Serve every hostname of ECR's private-registry grammar, not only the listed ones. */
+  anyEcrRegistry: Type.Boolean({ default: false }),
   credentials: CredentialsSchema,
   forwarding: ForwardingSchema,
   log: section({

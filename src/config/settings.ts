@@ -16,6 +16,12 @@ export interface Setting {
   help: string
   /** A secret: no flag (argv is visible to every local user), never echoed in an error. */
   secret?: boolean
+  /** The flag may be given several times; its values add up. */
+  repeatable?: boolean
+  /** Turns the items of a list from a flag or variable into the config value. */
+  fromList?: (items: string[]) => unknown
+  /** What --help shows as the flag's argument. */
+  metavar?: string
 }
 
 function setting (section: readonly string[], name: readonly string[], kind: Kind, help: string, secret = false): Setting {
@@ -36,6 +42,14 @@ function setting (section: readonly string[], name: readonly string[], kind: Kin
   }
 }
 
+/** `HOST[=ALIAS]` items of --registry / ECR_PROXY_REGISTRIES → registries entries. */
+function registryEntries (items: string[]): Array<{ registry: string, alias?: string }> {
+  return items.map((item) => {
+    const at = item.indexOf('=')
+    return at === -1 ? { registry: item } : { registry: item.slice(0, at), alias: item.slice(at + 1) }
+  })
+}
+
 const LISTENER = ['listener']
 const ACCESS = ['access']
 const REGISTRY = ['registries', '0']
@@ -44,6 +58,15 @@ const FORWARDING = ['forwarding']
 
 /** Every setting has a flag, an environment variable and a config key of the same meaning. */
 export const SETTINGS: readonly Setting[] = [
+  {
+    ...setting([], ['registries'], 'list', 'registries to serve, by hostname, each with an optional alias: HOST[=ALIAS]; repeatable, or comma-separated (e.g. 600423610423.dkr.ecr.us-east-2.amazonaws.com=prod); replaces the file\'s list'),
+    flag: 'registry',
+    key: 'registries[].registry, registries[].alias',
+    repeatable: true,
+    fromList: registryEntries,
+    metavar: 'HOST[=ALIAS]'
+  },
+  setting([], ['anyEcrRegistry'], 'boolean', 'also serve every other hostname of ECR\'s private-registry grammar (<account>.dkr.ecr.<region>.amazonaws.com, …), with that region\'s token fetched on first use'),
   setting(LISTENER, ['host'], 'string', 'address to listen on (default 127.0.0.1)'),
   setting(LISTENER, ['port'], 'integer', 'port to listen on (default 5000; 0 picks a free port)'),
   setting(REGISTRY, ['region'], 'string', 'AWS region of the registry (default: the SDK\'s AWS_REGION / profile setting)'),
@@ -79,12 +102,12 @@ export const SETTINGS: readonly Setting[] = [
 ]
 
 /** The sections of the config file; any other top-level key is a flat key of earlier releases. */
-export const SECTIONS = new Set(['listener', 'access', 'registries', 'credentials', 'forwarding', 'log', 'metrics'])
+export const SECTIONS = new Set(['listener', 'access', 'registries', 'anyEcrRegistry', 'credentials', 'forwarding', 'log', 'metrics'])
 
 /**
  * Flat top-level keys of earlier config files and where they now live: `port` → `listener.port`,
  * `refresh` (a mapping) → `credentials.refresh`.
  */
 export const LEGACY_KEYS: ReadonlyMap<string, readonly string[]> = new Map(
-  SETTINGS.map((s) => [s.name[0] as string, s.path.slice(0, s.path.length - s.name.length + 1)])
+  SETTINGS.filter((s) => s.fromList === undefined).map((s) => [s.name[0] as string, s.path.slice(0, s.path.length - s.name.length + 1)])
 )

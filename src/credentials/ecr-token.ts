@@ -1,4 +1,5 @@
 import { ECRClient, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr'
+import { fromIni, fromTemporaryCredentials } from '@aws-sdk/credential-providers'
 
 export interface AuthorizationToken {
   /** base64 of `AWS:<password>`, sent as `Authorization: Basic <token>`. Never logged. */
@@ -14,8 +15,32 @@ export type FetchToken = () => Promise<AuthorizationToken>
  * The ECR client through the SDK's default credential chain (env, profile/SSO, web identity,
  * ECS, IMDS) and its own endpoint settings (AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL).
  */
-export function createEcrClient (region: string | undefined): ECRClient {
-  return new ECRClient(region === undefined ? {} : { region })
+export function createEcrClient (region: string | undefined, identity: EcrIdentity = {}): ECRClient {
+  const credentials = identityCredentials(region, identity)
+  return new ECRClient({ ...(region === undefined ? {} : { region }), ...(credentials === undefined ? {} : { credentials }) })
+}
+
+/** Who asks for the token, when not the default chain: a shared-config profile and/or a role to assume. */
+export interface EcrIdentity {
+  profile?: string | undefined
+  roleArn?: string | undefined
+  externalId?: string | undefined
+  roleSessionName?: string | undefined
+}
+
+/** The SDK's own providers: a profile (SSO, process, static…), and STS AssumeRole on top of it or of the default chain. */
+function identityCredentials (region: string | undefined, identity: EcrIdentity): ReturnType<typeof fromIni> | undefined {
+  const base = identity.profile === undefined ? undefined : fromIni({ profile: identity.profile })
+  if (identity.roleArn === undefined) return base
+  return fromTemporaryCredentials({
+    params: {
+      RoleArn: identity.roleArn,
+      RoleSessionName: identity.roleSessionName ?? 'ecr-auth-proxy',
+      ...(identity.externalId === undefined ? {} : { ExternalId: identity.externalId })
+    },
+    ...(base === undefined ? {} : { masterCredentials: base }),
+    ...(region === undefined ? {} : { clientConfig: { region } })
+  })
 }
 
 export function ecrTokenFetcher (client: ECRClient): FetchToken {

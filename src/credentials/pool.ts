@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto'
+import type { EcrIdentity } from './ecr-token.js'
 import { TokenRefresher } from './refresher.js'
 
 /**
@@ -8,6 +10,22 @@ export interface CredentialKey {
   /** Stable, secret-free name for logs, metrics and /readyz, e.g. `ecr:us-east-2`. */
   readonly id: string
   readonly region?: string | undefined
+  /** Who asks for the token; absent: the SDK's default credential chain. */
+  readonly identity?: EcrIdentity | undefined
+}
+
+/**
+ * The key of an ECR token: its region and the identity asking. The external id is a shared
+ * secret of sorts: it only changes the key through a short hash.
+ */
+export function ecrCredentialKey (region: string | undefined, identity: EcrIdentity = {}): CredentialKey {
+  let id = `ecr:${region ?? 'default'}`
+  if (identity.profile !== undefined) id += `/profile:${identity.profile}`
+  if (identity.roleArn !== undefined) id += `/role:${identity.roleArn}`
+  if (identity.externalId !== undefined) id += `#${createHash('sha256').update(identity.externalId).digest('hex').slice(0, 8)}`
+  if (identity.roleSessionName !== undefined) id += `/session:${identity.roleSessionName}`
+  const defined = Object.fromEntries(Object.entries(identity).filter(([, v]) => v !== undefined)) as EcrIdentity
+  return { id, region, ...(Object.keys(defined).length === 0 ? {} : { identity: defined }) }
 }
 
 /**

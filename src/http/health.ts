@@ -2,20 +2,37 @@ import type { FastifyInstance } from 'fastify'
 import type { CredentialPool } from '../credentials/pool.js'
 import type { ProxyMetrics } from '../ops/metrics.js'
 import type { Registry } from '../routing/registry.js'
+import type { Router } from '../routing/resolve.js'
+import { printable } from '../oci/grammar.js'
+import { sendRegistryError } from './errors.js'
 
 /**
- * `/healthz`: the process answers. `/readyz`: every registry has a known address and its
- * credential a valid token (never the token itself). `/metrics`: Prometheus text.
+ * `/healthz`: the process answers. `/readyz`: every configured registry has a known address and
+ * its credential a valid token (never the token itself); `?registry=<host or alias>` asks about
+ * one. `/metrics`: Prometheus text.
  */
-export function healthRoutes (app: FastifyInstance, registries: readonly Registry[], credentials: CredentialPool, metrics: ProxyMetrics): void {
+export function healthRoutes (app: FastifyInstance, configured: readonly Registry[], router: Router, credentials: CredentialPool, metrics: ProxyMetrics): void {
+  const state = (registry: Registry) => ({
+    registry: registry.name,
+    ...(registry.alias === undefined ? {} : { alias: registry.alias }),
+    ...(registry.isDefault ? { default: true } : {}),
+    origin: registry.origin ?? null,
+    credential: registry.credential.id,
+    ...credentials.get(registry.credential).status()
+  })
   app.get('/healthz', async () => ({ status: 'ok' }))
-  app.get('/readyz', async (_request, reply) => {
-    const upstreams = registries.map((registry) => ({
-      registry: registry.name,
-      origin: registry.origin ?? null,
-      credential: registry.credential.id,
-      ...credentials.get(registry.credential).status()
-    }))
+  app.get<{ Querystring: { registry?: string } }>('/readyz', async (request, reply) => {
+    const asked = request.query.registry
+    let registries = configured
+    if (asked !== undefined) {
+      const one = router.find(asked)
+      if (one === undefined) {
+        sendRegistryError(reply, 404, 'NAME_UNKNOWN', `no registry "${printable(asked)}" is configured`)
+        return reply
+      }
+      registries = [one]
+    }
+    const upstreams = registries.map(state)
     const ready = upstreams.every((upstream) => upstream.ready && upstream.origin !== null)
     reply.code(ready ? 200 : 503)
     return { ready, upstreams }

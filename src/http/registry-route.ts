@@ -1,9 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { AccessPolicy } from '../access/policy.js'
-import { checkRequest, classify, type RegistryRequest } from '../oci/grammar.js'
+import type { RegistryErrorCode } from '../oci/errors.js'
+import { checkRequest, classify, type RegistryRequest, type RequestCheck } from '../oci/grammar.js'
 import { splitTarget } from '../oci/target.js'
-import type { Router, Target } from '../routing/resolve.js'
+import { NoRegistryError, type Router, type Target } from '../routing/resolve.js'
 import type { UpstreamErrorKind } from '../upstream/errors.js'
 import type { Upstream } from '../upstream/fetch.js'
 import { RegistryError } from './errors.js'
@@ -29,15 +30,25 @@ async function registryRoute (app: FastifyInstance, options: RegistryRouteOption
 
   const handler = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
     const { path, query } = splitTarget(request.url)
-    const call = parse(request, path, query, options.policy)
-    const target = options.router.resolve(call, query)
+    const { call, checked } = parse(request, path, query)
+    let target: Target
+    try {
+      target = options.router.resolve(call, query)
+    } catch (err) {
+      // With no default registry, a bare ping is the proxy's own to answer: clients ping before
+      // they pull <host>/team/app or <alias>/team/app.
+      if (call.kind === 'ping' && err instanceof NoRegistryError) return await reply.code(200).header('docker-distribution-api-version', 'registry/2.0').send({})
+      throw err
+    }
+    admit(request, call, checked, target, options.router, options.policy)
     request.proxy.call = call
     request.proxy.target = target
     const upstreamPath = options.router.upstreamPath(target, path)
+    const upstreamQuery = options.router.upstreamQuery(target, query)
     const response = await options.upstream.fetch(target, {
       method: request.method,
       kind: call.kind,
-      path: query === '' ? upstreamPath : `${upstreamPath}?${query}`,
+      path: upstreamQuery === '' ? upstreamPath : `${upstreamPath}?${upstreamQuery}`,
       headers: request.headers,
       body: hasBody(request) ? request.raw : undefined,
       log: request.log as Logger,
@@ -53,21 +64,34 @@ async function registryRoute (app: FastifyInstance, options: RegistryRouteOption
   }
 }
 
-/** The registry operation a request names, checked against the API and the access policy. */
-function parse (request: FastifyRequest, path: string, query: string, policy: AccessPolicy | undefined): RegistryRequest {
+/** The registry operation a request names, checked against the API. */
+function parse (request: FastifyRequest, path: string, query: string): { call: RegistryRequest, checked: RequestCheck } {
   if (!path.startsWith('/v2/')) throw new RegistryError(404, 'NOT_FOUND', 'registry API paths start with /v2/')
   const classified = classify(path.slice(4))
   if (!classified.ok) throw new RegistryError(classified.code === 'NOT_FOUND' ? 404 : 400, classified.code, classified.message)
   const checked = checkRequest(request.method, classified.request, query)
-  const refusal = checked.ok ? policy?.(request.method, classified.request, checked.query) : checked
-  if (refusal !== undefined) {
-    const headers: Record<string, string> = {}
-    if (!checked.ok && checked.allow !== undefined) headers.allow = checked.allow
-    // The body of a refused upload is never read: end the connection instead of draining it.
-    if (request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined) headers.connection = 'close'
-    throw new RegistryError(refusal.status, refusal.code, refusal.message, headers)
-  }
-  return classified.request
+  if (!checked.ok) refuse(request, checked)
+  return { call: classified.request, checked }
+}
+
+/** The access policy, with the registry known: patterns may name it by host or alias. */
+function admit (request: FastifyRequest, call: RegistryRequest, checked: RequestCheck, target: Target, router: Router, policy: AccessPolicy | undefined): void {
+  if (policy === undefined || !checked.ok) return
+  const { registry } = target
+  const prefixes = [registry.host, registry.alias].filter((p): p is string => p !== undefined)
+  const { from } = checked.query
+  // A mount from another registry is dropped before it is sent (Router.upstreamQuery): nothing to check.
+  const query = from === undefined ? checked.query : { ...checked.query, from: router.fromOnRegistry(target, from) ?? from }
+  const refusal = policy(request.method, { ...call, ...(target.upstreamName === undefined ? {} : { name: target.upstreamName }) }, query, prefixes)
+  if (refusal !== undefined) refuse(request, refusal)
+}
+
+function refuse (request: FastifyRequest, refusal: { status: number, code: RegistryErrorCode, message: string, allow?: string }): never {
+  const headers: Record<string, string> = {}
+  if (refusal.allow !== undefined) headers.allow = refusal.allow
+  // The body of a refused upload is never read: end the connection instead of draining it.
+  if (request.headers['content-length'] !== undefined || request.headers['transfer-encoding'] !== undefined) headers.connection = 'close'
+  throw new RegistryError(refusal.status, refusal.code, refusal.message, headers)
 }
 
 function hasBody (request: FastifyRequest): boolean {

@@ -133,7 +133,7 @@ const METHODS: Record<Exclude<RouteKind, 'upload'>, readonly string[]> = {
 const UPLOAD_START_METHODS = ['POST']
 const UPLOAD_METHODS = ['GET', 'PATCH', 'PUT', 'DELETE']
 /** Parameters that may appear once at most: two copies could be read differently here and upstream. */
-const SINGLE_PARAMETERS = new Set(['digest', 'mount', 'from', 'n', 'last'])
+const SINGLE_PARAMETERS = new Set(['digest', 'mount', 'from', 'n', 'last', 'ns'])
 const PAGE_SIZE = /^[0-9]{1,6}$/
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/
@@ -148,7 +148,8 @@ export function allowedMethods (request: RegistryRequest): readonly string[] {
  * Checks the method and the query of a classified request against the API: the method must be
  * one the route defines; `digest=`, `mount=` and `from=` only where the API uses them and then
  * well-formed; no parameter the proxy reads may come twice; nothing decodes to a control character.
- * Other parameters (`_state`, `ns`, …) pass to the registry untouched.
+ * Other parameters (`_state`, …) pass to the registry untouched; `ns` (containerd's mirror
+ * parameter) is read by the router and not forwarded.
  *
  * @param rawQuery the query string after `?`, still percent-encoded.
  */

@@ -39,3 +39,32 @@ export function regionOfRegistry (origin: string): string | undefined {
   const match = /\.(?:dkr\.ecr|dkr\.ecr-fips|dkr-ecr|dkr-ecr-fips)\.([a-z0-9-]+)\.(?:amazonaws\.com(?:\.cn)?|on\.aws|on\.amazonwebservices\.com\.cn)$/.exec(host)
   return match?.[1]
 }
+
+/** What an ECR private-registry hostname says about itself. */
+export interface EcrHost {
+  registryId: string
+  region: string
+  fips: boolean
+  dualStack: boolean
+}
+
+const ECR_HOST = /^([0-9]{12})\.(dkr\.ecr|dkr\.ecr-fips|dkr-ecr|dkr-ecr-fips)\.([a-z]{2}(?:-[a-z]+)+-[0-9]+)\.(amazonaws\.com|amazonaws\.com\.cn|on\.aws|on\.amazonwebservices\.com\.cn)$/
+
+/**
+ * Parses `<account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn]` and the dual-stack
+ * `<account>.dkr-ecr[-fips].<region>.on.aws` (`on.amazonwebservices.com.cn` in China). Exact: the
+ * partition must fit the region, and the result rebuilds the same hostname.
+ */
+export function parseEcrHost (host: string): EcrHost | undefined {
+  const match = ECR_HOST.exec(host.toLowerCase())
+  if (match === null) return undefined
+  const [, registryId, label, region, domain] = match as unknown as [string, string, string, string, string]
+  const parsed = { registryId, region, fips: label.endsWith('-fips'), dualStack: label.startsWith('dkr-ecr') }
+  const dualDomain = domain === 'on.aws' || domain === 'on.amazonwebservices.com.cn'
+  if (parsed.dualStack !== dualDomain) return undefined
+  try {
+    return new URL(registryOrigin(parsed)).hostname === host.toLowerCase() ? parsed : undefined
+  } catch {
+    return undefined
+  }
+}

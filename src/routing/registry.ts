@@ -4,6 +4,19 @@ import { regionOfRegistry } from './endpoint.js'
 /** How a registry authorizes requests; ECR Basic is the one kind today. */
 export type RegistryKind = 'ecr'
 
+export interface RegistryOptions {
+  /** The hostname clients name the registry by; undefined for the caller's own registry until learnt. */
+  host?: string | undefined
+  /** Where requests go: `https://<host>` unless an explicit upstream is configured. */
+  origin?: string | undefined
+  credential: CredentialKey
+  /** A region for what the origin does not say (follow mode's S3 hosts for an explicit upstream). */
+  region?: string | undefined
+  alias?: string | undefined
+  /** Bare names (no hostname or alias in front) go here. */
+  isDefault?: boolean
+}
+
 /**
  * One registry the proxy forwards to. Its origin is known from the configuration, except for a
  * registry configured by region alone: that is the caller's own account's registry, whose origin
@@ -12,14 +25,19 @@ export type RegistryKind = 'ecr'
 export class Registry {
   readonly kind: RegistryKind = 'ecr'
   readonly credential: CredentialKey
-  /** A region for what the origin does not say (follow mode's S3 hosts for an explicit upstream). */
   readonly region: string | undefined
+  readonly alias: string | undefined
+  readonly isDefault: boolean
+  #host: string | undefined
   #origin: string | undefined
 
-  constructor (options: { origin?: string | undefined, credential: CredentialKey, region?: string | undefined }) {
+  constructor (options: RegistryOptions) {
     this.credential = options.credential
     this.region = options.region
+    this.alias = options.alias
+    this.isDefault = options.isDefault ?? false
     this.#origin = options.origin
+    this.#host = options.host
   }
 
   /** `scheme://host[:port]`; undefined until learnt. */
@@ -27,9 +45,17 @@ export class Registry {
     return this.#origin
   }
 
-  /** How logs, metrics and /readyz name the registry: its host, or `pending` before it is known. */
+  /** The hostname clients use for it (host-in-path, `ns=`); undefined until known. */
+  get host (): string | undefined {
+    return this.#host
+  }
+
+  /**
+   * How logs, metrics and /readyz name the registry: its hostname, else its origin's host, or
+   * `pending` before either is known.
+   */
   get name (): string {
-    return this.#origin === undefined ? 'pending' : new URL(this.#origin).host
+    return this.#host ?? (this.#origin === undefined ? 'pending' : new URL(this.#origin).host)
   }
 
   /**
@@ -44,6 +70,7 @@ export class Registry {
   learnOrigin (origin: string): boolean {
     if (this.#origin !== undefined) return false
     this.#origin = origin
+    this.#host ??= new URL(origin).hostname
     return true
   }
 }

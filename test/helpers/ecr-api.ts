@@ -6,7 +6,7 @@ import type { TokenAuthority } from './token-authority.js'
 
 export type EcrApiFailure = 'AccessDeniedException' | 'ThrottlingException' | 'ServerException' | 'UnrecognizedClientException'
 
-export interface EcrApiCall { target: string, headers: IncomingHttpHeaders, body: unknown }
+export interface EcrApiCall { target: string, headers: IncomingHttpHeaders, body: unknown, /** From the SigV4 credential scope. */ region?: string }
 
 export interface EcrApi {
   url: string
@@ -20,6 +20,11 @@ export interface EcrApi {
 export interface EcrApiOptions {
   authority: TokenAuthority
   proxyEndpoint: string | (() => string)
+  /**
+   * Per region (read from the SigV4 credential scope, as AWS does): its own token authority and
+   * proxyEndpoint, so a token of one region is refused by the registries of another.
+   */
+  regions?: Record<string, { authority: TokenAuthority, proxyEndpoint: string }>
   host?: string
   port?: number
 }
@@ -107,7 +112,8 @@ export async function startEcrApi (opts: EcrApiOptions): Promise<EcrApi> {
     const text = await readBody(req)
     const body = parseJson(text) ?? text
     const target = String(req.headers['x-amz-target'] ?? '')
-    calls.push({ target, headers: req.headers, body })
+    const region = SIGV4_HEADER.exec(String(req.headers.authorization ?? ''))?.[3]
+    calls.push({ target, headers: req.headers, body, ...(region === undefined ? {} : { region }) })
 
     if (req.method !== 'POST' || (req.url ?? '/').split('?')[0] !== '/') {
       sendAwsError(res, { status: 404, type: 'UnknownOperationException', message: '' })
@@ -124,12 +130,16 @@ export async function startEcrApi (opts: EcrApiOptions): Promise<EcrApi> {
     const failure = pendingFailures.shift()
     if (failure !== undefined) return sendAwsError(res, FAILURES[failure])
 
-    const token = authority.issue()
+    const regional = region === undefined ? undefined : opts.regions?.[region]
+    if (opts.regions !== undefined && regional === undefined) {
+      return sendAwsError(res, { status: 400, type: 'UnrecognizedClientException', message: `The security token included in the request is invalid in ${region ?? 'no region'}.` })
+    }
+    const token = (regional?.authority ?? authority).issue()
     sendJson(res, 200, {
       authorizationData: [{
         authorizationToken: token.authorizationToken,
         expiresAt: token.expiresAt / 1000,
-        proxyEndpoint: proxyEndpoint(),
+        proxyEndpoint: regional?.proxyEndpoint ?? proxyEndpoint(),
       }],
     })
   }

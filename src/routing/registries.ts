@@ -1,0 +1,49 @@
+import type { RegistryConfig } from '../config/index.js'
+import { ecrCredentialKey } from '../credentials/pool.js'
+import { parseEcrHost, registryOrigin, toOrigin } from './endpoint.js'
+import { Registry } from './registry.js'
+
+/**
+ * The registries of the configuration. Each is named by its hostname (given, or built from
+ * account and region); its token is its region's, for its identity. An entry with no hostname and
+ * no account is the caller's own registry, named later by GetAuthorizationToken.
+ *
+ * @param resolveRegion the SDK's default region, for an account given without a region.
+ */
+export async function configuredRegistries (entries: readonly RegistryConfig[], resolveRegion: () => Promise<string | undefined>): Promise<Registry[]> {
+  const lone = entries.length === 1
+  const registries: Registry[] = []
+  for (const entry of entries) {
+    let host: string | undefined
+    let region = entry.region
+    if (entry.registry !== undefined) {
+      host = entry.registry.toLowerCase()
+      region = parseEcrHost(host)?.region ?? region
+    } else if (entry.registryId !== undefined) {
+      region ??= await resolveRegion().catch(() => undefined)
+      if (region !== undefined) {
+        host = new URL(registryOrigin({ registryId: entry.registryId, region, fips: entry.fips, dualStack: entry.dualStack })).hostname
+      } else if (entry.upstream === undefined) {
+        throw new Error('--registry-id needs a region: set --region, ECR_PROXY_REGION or AWS_REGION')
+      }
+    }
+    const identity = { profile: entry.profile, roleArn: entry.roleArn, externalId: entry.externalId, roleSessionName: entry.roleSessionName }
+    registries.push(new Registry({
+      host,
+      origin: entry.upstream !== undefined ? toOrigin(entry.upstream) : host === undefined ? undefined : `https://${host}`,
+      credential: ecrCredentialKey(region, identity),
+      region,
+      alias: entry.alias,
+      // A lone registry is the default without saying so.
+      isDefault: entry.default ?? lone
+    }))
+  }
+  return registries
+}
+
+/** A registry served because `anyEcrRegistry` is on: its region's token, the default identity. */
+export function anyEcrRegistry (host: string): Registry {
+  const parsed = parseEcrHost(host)
+  if (parsed === undefined) throw new Error(`not an ECR registry hostname: ${host}`)
+  return new Registry({ host, origin: `https://${host}`, credential: ecrCredentialKey(parsed.region), region: parsed.region })
+}
