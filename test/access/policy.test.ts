@@ -105,3 +105,15 @@ t.test('repository patterns apply to every route, the mount source included', as
   t.equal(listed.status, 404, 'an allowed repository reaches the registry (which does not know it)')
   t.equal(stack.upstreamRequests.length, 2)
 })
+
+t.test('patterns may name the registry by hostname or alias; deny on any name wins', async (t) => {
+  const PROD = '600423610423.dkr.ecr.us-east-2.amazonaws.com'
+  const names = [PROD, 'prod']
+  const policy = createPolicy({ readOnly: false, allowRepositories: [`${PROD}/team/*`, 'tools/ci/*', 'shared/*'], denyRepositories: ['prod/team/secret'] })
+  t.equal(policy('GET', { kind: 'tags', name: 'team/app' }, {}, names), undefined, 'by hostname')
+  t.equal(policy('GET', { kind: 'tags', name: 'ci/runner' }, {}, ['111122223333.dkr.ecr.us-east-2.amazonaws.com', 'tools']), undefined, 'by alias')
+  t.equal(policy('GET', { kind: 'tags', name: 'shared/base' }, {}, names), undefined, 'a bare pattern names the repository on every registry')
+  t.match(policy('GET', { kind: 'tags', name: 'team/app' }, {}, ['111122223333.dkr.ecr.us-east-2.amazonaws.com', 'tools']), { status: 403 }, 'another registry\'s team/app is not allowed')
+  t.match(policy('GET', { kind: 'tags', name: 'team/secret' }, {}, names), { status: 403 }, 'denied under the alias, so denied under the hostname too')
+  t.match(policy('POST', { kind: 'upload', name: 'team/app', uploadId: '' }, { mount: D, from: 'team/secret' }, names), { status: 403, message: /mounting from repository "team\/secret"/ })
+})

@@ -153,3 +153,21 @@ t.test('anyEcrRegistry: an unlisted ECR hostname gets its region\'s token on fir
   const lookAlike = await call('GET', '/v2/999999999999.dkr.ecr.ap-south-1.amazonaws.com.evil.example/x/manifests/1')
   t.equal(lookAlike.status, 404, 'only the exact grammar')
 })
+
+t.test('with no default registry, the proxy answers a bare ping itself and refuses bare names', async (t) => {
+  const seen: string[] = []
+  const built = await buildApp(loadConfig(parseCommandLine(['--registry', `${PROD}=prod`, '--registry', EU]), {}), {
+    tokenSource: (key) => async () => { seen.push(key.id); return { token: 'QVdTOng=', expiresAt: new Date(Date.now() + 3_600_000) } },
+    logger: logSink('silent').logger
+  })
+  t.teardown(() => built.app.close())
+  const ping = await built.app.inject({ method: 'GET', url: '/v2/' })
+  t.equal(ping.statusCode, 200)
+  t.equal(ping.headers['docker-distribution-api-version'], 'registry/2.0')
+  t.same(ping.json(), {})
+  const bare = await built.app.inject({ method: 'GET', url: '/v2/team/app/manifests/1' })
+  t.equal(bare.statusCode, 404)
+  t.same(bare.json(), { errors: [{ code: 'NAME_UNKNOWN', message: '"team/app" names no configured registry: registries are addressed by containerd\'s ?ns=<registry host>, by the registry host or an alias as the first path component (localhost:5000/<host>/team/app), or bare for the default registry' }] })
+  t.same(seen.sort(), ['ecr:eu-west-1', 'ecr:us-east-2'], 'the start\'s one fetch per region, and none for these requests')
+  t.same(built.registries.map((r) => [r.name, r.alias, r.isDefault, r.credential.id]), [[PROD, 'prod', false, 'ecr:us-east-2'], [EU, undefined, false, 'ecr:eu-west-1']])
+})
