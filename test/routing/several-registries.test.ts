@@ -105,7 +105,7 @@ t.test('every addressing form reaches its registry, and Location comes back in t
   t.notOk(eu.requests.some((r) => r.url.includes('ns=')), 'ns never reaches the registry')
   const byHostPull = await call('GET', `/v2/${EU}/team/app/manifests/1.0`, undefined, { accept: OCI_MANIFEST })
   t.equal(byHostPull.headers['docker-content-digest'], byHost.manifest)
-  const tags = await call('GET', `/v2/prod/team/app/tags/list`)
+  const tags = await call('GET', '/v2/prod/team/app/tags/list')
   t.same(JSON.parse(tags.body.toString()), { name: 'prod/team/app', tags: ['3.0'] }, 'tags/list names the repository as the client did')
 })
 
@@ -133,7 +133,7 @@ t.test('a rejected token is replaced once for the whole region; the other region
   const tools = await call('GET', '/v2/tools/ci/runner/tags/list')
   t.equal(tools.status, 200, 'the other account of the region uses the new token at once')
   t.equal(api.calls.filter((c) => c.region === 'us-east-2').length, 2, 'without another fetch')
-  const ready = await call('GET', `/readyz?registry=tools`)
+  const ready = await call('GET', '/readyz?registry=tools')
   t.match(JSON.parse(ready.body.toString()), { ready: true, upstreams: [{ registry: TOOLS, alias: 'tools', credential: 'ecr:us-east-2', ready: true }] })
   const all = JSON.parse((await call('GET', '/readyz')).body.toString()) as { upstreams: Array<{ registry: string }> }
   t.same(all.upstreams.map((u) => u.registry), [PROD, TOOLS, EU])
