@@ -72,8 +72,13 @@ export function helpText (): string {
     formatOption('--help', '', 'show this help'),
     formatOption('--version', '', 'print the version'),
     '',
+    'Registries are addressed, in this order, by containerd\'s ?ns=<registry host>, by the registry',
+    'hostname as the first path component (localhost:5000/<host>/team/app), by an alias as the first',
+    'path component (localhost:5000/prod/team/app), or bare for the default registry (a lone registry,',
+    'or default: true in the file); anything else is 404 NAME_UNKNOWN and nothing is sent.',
     'The ECR API endpoint follows the SDK\'s own settings (AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL).',
-    'Health: GET /healthz (alive), GET /readyz (200 only while a valid token is held).',
+    'Health: GET /healthz (alive), GET /readyz (200 only while every registry holds a valid token;',
+    '?registry=<host or alias> for one).',
     'Metrics: GET /metrics (Prometheus text format).'
   ]
   return lines.join('\n') + '\n'
