@@ -14,6 +14,7 @@ t.test('/readyz says when the token expires and when the next refresh is due, ne
     ready: true,
     upstreams: [{
       registry: new URL(stack.registry.url).host,
+      default: true,
       origin: stack.registry.url,
       credential: 'ecr:us-east-2',
       ready: true,
