@@ -5,8 +5,11 @@ import { buildApp } from './app.js'
 import { ConfigError, helpText, loadConfig, parseCommandLine } from './config/index.js'
 import { createLogger } from './logger.js'
 import { exposureRefusal } from './http/exposure.js'
+import { runClientConfig } from './client-config/command.js'
 
 async function main (): Promise<number> {
+  // A subcommand that writes client configuration and exits; it never starts the proxy.
+  if (process.argv[2] === 'client-config') return await runClientConfig(process.argv.slice(3), [], process)
   let config
   try {
     const args = parseCommandLine(process.argv.slice(2))

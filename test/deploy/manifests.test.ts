@@ -8,6 +8,9 @@
  *    RuntimeDefault seccomp; listen settings consistent with the image (Dockerfile defaults):
  *    loopback, or client authentication from a Secret — never an unauthenticated open listener;
  *  - Services, ServiceAccounts (IRSA), kustomizations point at what exists;
+ *  - the DaemonSet's client-config init container: writes containerd hosts files for the registry
+ *    its proxy serves, pointing at that proxy, into the node's /etc/containerd/certs.d and nothing
+ *    else (the only hostPath allowed, the only container allowed uid 0, and then capability-free);
  *  - docker-compose.yml publishes on loopback only and keeps the same hardening;
  *  - the Dockerfile's final stage is what the manifests assume.
  * Each rule is a function returning problems; the second half feeds it broken copies of the real
@@ -32,6 +35,9 @@ import { Service, type IService } from 'kubernetes-models/v1/Service'
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount'
 import type { IDaemonSet } from 'kubernetes-models/apps/v1/DaemonSet'
 import type { IJob } from 'kubernetes-models/batch/v1/Job'
+import { ClientConfigUsageError, parseOriginUrl, parseRegistryHost } from '../../src/client-config/names.js'
+import { CONTAINERD_CERTS_DIR } from '../../src/client-config/render.js'
+import { runClientConfig } from '../../src/client-config/command.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const DEPLOY = join(ROOT, 'deploy')
@@ -82,6 +88,7 @@ type LifecycleHandler = NonNullable<Lifecycle['preStop']>
 type Volume = NonNullable<PodSpec['volumes']>[number]
 type SecretVolume = NonNullable<Volume['secret']>
 type EmptyDir = NonNullable<Volume['emptyDir']>
+type HostPath = NonNullable<Volume['hostPath']>
 type DeploymentSpec = NonNullable<IDeployment['spec']>
 type DaemonSetSpec = NonNullable<IDaemonSet['spec']>
 type JobSpec = NonNullable<IJob['spec']>
@@ -156,6 +163,7 @@ const VOLUME = fieldsOf<Volume>()(
 )
 const SECRET_VOLUME = fieldsOf<SecretVolume>()('defaultMode', 'items', 'optional', 'secretName')
 const EMPTY_DIR = fieldsOf<EmptyDir>()('medium', 'sizeLimit')
+const HOST_PATH = fieldsOf<HostPath>()('path', 'type')
 const DEPLOYMENT_SPEC = fieldsOf<DeploymentSpec>()(
   'minReadySeconds', 'paused', 'progressDeadlineSeconds', 'replicas', 'revisionHistoryLimit',
   'selector', 'strategy', 'template'
@@ -203,7 +211,7 @@ const POD_SPEC_SHAPE = shape(POD_SPEC, {
   containers: CONTAINER_SHAPE,
   initContainers: CONTAINER_SHAPE,
   securityContext: shape(POD_SECURITY_CONTEXT, { seccompProfile: shape(SECCOMP_PROFILE) }),
-  volumes: shape(VOLUME, { secret: shape(SECRET_VOLUME), emptyDir: shape(EMPTY_DIR) })
+  volumes: shape(VOLUME, { secret: shape(SECRET_VOLUME), emptyDir: shape(EMPTY_DIR), hostPath: shape(HOST_PATH) })
 })
 const TEMPLATE_SHAPE = shape(POD_TEMPLATE, { metadata: METADATA, spec: POD_SPEC_SHAPE })
 const top = (spec: Shape): Shape => shape(TOP_LEVEL, { metadata: METADATA, spec })
@@ -383,7 +391,9 @@ function workloadOf (doc: Doc): Workload | undefined {
 }
 
 const PROXY_IMAGE = /(?:^|\/)ecr-auth-proxy(?::|@)/
-const isProxy = (c: Obj): boolean => PROXY_IMAGE.test(str(c.image) ?? '')
+/** The proxy's image running `client-config` (it writes files and exits): not a proxy. */
+const isClientConfig = (c: Obj): boolean => PROXY_IMAGE.test(str(c.image) ?? '') && arr(c.args)[0] === 'client-config'
+const isProxy = (c: Obj): boolean => PROXY_IMAGE.test(str(c.image) ?? '') && !isClientConfig(c)
 const containersOf = (podSpec: Obj): Obj[] => [...arr(podSpec.initContainers), ...arr(podSpec.containers)].map(obj)
 const proxiesOf = (w: Workload): Obj[] => containersOf(w.podSpec).filter(isProxy)
 const isLoopback = (host: string): boolean => /^(?:127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/.test(host)
@@ -436,8 +446,11 @@ function probeTarget (probe: Obj, c: Obj): ProbeTarget | string {
 
 const env = (c: Obj): Obj[] => arr(c.env).map(obj)
 
-/** Hardening every container gets, proxy or not. */
-function checkHardening (c: Obj, podSpec: Obj, where: string): string[] {
+/**
+ * Hardening every container gets, proxy or not. `rootAllowed`: the client-config writer, whose
+ * target directory on the node is root's; it keeps every other rule.
+ */
+function checkHardening (c: Obj, podSpec: Obj, where: string, rootAllowed = false): string[] {
   const problems: string[] = []
   const sc = obj(c.securityContext)
   const psc = obj(podSpec.securityContext)
@@ -448,8 +461,8 @@ function checkHardening (c: Obj, podSpec: Obj, where: string): string[] {
   const caps = obj(sc.capabilities)
   if (!arr(caps.drop).includes('ALL')) problems.push(`${where}: capabilities do not drop ALL`)
   if (arr(caps.add).length > 0) problems.push(`${where}: adds capabilities ${JSON.stringify(caps.add)}`)
-  if (eff('runAsNonRoot') !== true) problems.push(`${where}: runAsNonRoot is not true`)
-  if (eff('runAsUser') === 0) problems.push(`${where}: runAsUser 0`)
+  if (!rootAllowed && eff('runAsNonRoot') !== true) problems.push(`${where}: runAsNonRoot is not true`)
+  if (!rootAllowed && eff('runAsUser') === 0) problems.push(`${where}: runAsUser 0`)
   if (obj(eff('seccompProfile')).type !== 'RuntimeDefault') problems.push(`${where}: seccompProfile is not RuntimeDefault`)
   const image = str(c.image) ?? ''
   if (!/[:@][^/]+$/.test(image) || image.endsWith(':latest')) problems.push(`${where}: image ${image} is not pinned to a tag or digest`)
@@ -563,14 +576,87 @@ function checkProxy (w: Workload, c: Obj, image: ImageDefaults, expect: Expectat
   return problems
 }
 
+/** The registry a proxy container serves, from --registry-id and --region (or their env vars). */
+function proxyRegistryHost (c: Obj): string | undefined {
+  const id = setting(c, 'registry-id')
+  const region = setting(c, 'region')
+  if (id === undefined || region === undefined) return undefined
+  return `${id}.dkr.ecr.${region}.amazonaws.com${region.startsWith('cn-') ? '.cn' : ''}`
+}
+
+/**
+ * The init container that writes `<registry>/hosts.toml` into the node's containerd directory:
+ * once per pod start, for the registries its proxy serves, pointing at that proxy, through a
+ * hostPath of exactly /etc/containerd/certs.d.
+ */
+function checkClientConfig (w: Workload, c: Obj, image: ImageDefaults): string[] {
+  const where = `${w.doc.where} container ${str(c.name) ?? '?'}`
+  const problems: string[] = []
+  if (!arr(w.podSpec.initContainers).includes(c)) problems.push(`${where}: client-config must be an init container (it writes the files and exits)`)
+  else if (c.restartPolicy !== undefined) problems.push(`${where}: client-config must run once, not as a sidecar (restartPolicy ${String(c.restartPolicy)})`)
+  if (c.command !== undefined) problems.push(`${where}: overrides the image's entrypoint`)
+  const args = arr(c.args).map(String)
+  if (args[1] !== 'containerd') return [...problems, `${where}: client-config ${args[1] ?? ''} writes no containerd hosts files`]
+  const registries: string[] = []
+  const options = new Map<string, string>()
+  for (let i = 2; i < args.length; i += 2) {
+    const [flag, value] = [args[i] as string, args[i + 1]]
+    if (!['--registry', '--proxy', '--dir'].includes(flag) || value === undefined) {
+      problems.push(`${where}: unexpected client-config argument ${flag}${flag === '--server' ? ' (tests only: it replaces every registry\'s own fallback)' : ''}`)
+      continue
+    }
+    if (flag === '--registry') registries.push(value)
+    else options.set(flag, value)
+  }
+  for (const r of registries) {
+    try {
+      parseRegistryHost(r)
+    } catch (err) {
+      if (!(err instanceof ClientConfigUsageError)) throw err
+      problems.push(`${where}: ${err.message}`)
+    }
+  }
+  // It must name the registry each proxy in the pod serves, and point at where that proxy listens.
+  const proxies = containersOf(w.podSpec).filter(isProxy)
+  for (const p of proxies) {
+    const served = proxyRegistryHost(p)
+    if (served !== undefined && !registries.includes(served)) problems.push(`${where}: does not list ${served}, the registry its proxy serves`)
+  }
+  const proxy = options.get('--proxy') ?? 'http://127.0.0.1:5000'
+  const listens = proxies.map((p) => {
+    const scheme = (setting(p, 'tls-cert') ?? '') === '' ? 'http' : 'https'
+    return parseOriginUrl(`${scheme}://${setting(p, 'host', image.host) ?? ''}:${setting(p, 'port', String(image.port)) ?? ''}`, 'proxy')
+  })
+  if (!listens.includes(proxy)) problems.push(`${where}: --proxy ${proxy} is not where the pod's proxy listens (${listens.join(', ') || 'no proxy'})`)
+  if (w.podSpec.hostNetwork !== true) problems.push(`${where}: without hostNetwork the node's containerd cannot reach the proxy on the pod's loopback`)
+
+  const dir = options.get('--dir')
+  const mount = arr(c.volumeMounts).map(obj).find((m) => m.mountPath === dir)
+  const volume = arr(w.podSpec.volumes).map(obj).find((v) => v.name === mount?.name)
+  const hostPath = obj(volume?.hostPath)
+  if (dir === undefined) problems.push(`${where}: no --dir: it would only print the files`)
+  else if (mount === undefined) problems.push(`${where}: --dir ${dir} is not a volume mount`)
+  else if (str(hostPath.path) !== CONTAINERD_CERTS_DIR) problems.push(`${where}: --dir ${dir} is not the node's ${CONTAINERD_CERTS_DIR}`)
+  else if (!['Directory', 'DirectoryOrCreate'].includes(str(hostPath.type) ?? '')) problems.push(`${where}: the hostPath ${CONTAINERD_CERTS_DIR} is not of type Directory or DirectoryOrCreate`)
+  else if (mount.readOnly === true) problems.push(`${where}: --dir ${dir} is mounted read-only`)
+  return problems
+}
+
 function checkWorkload (w: Workload, image: ImageDefaults, expect: Expectation | undefined): string[] {
   const problems: string[] = []
   for (const c of containersOf(w.podSpec)) {
-    problems.push(...checkHardening(c, w.podSpec, `${w.doc.where} container ${str(c.name) ?? '?'}`))
+    problems.push(...checkHardening(c, w.podSpec, `${w.doc.where} container ${str(c.name) ?? '?'}`, isClientConfig(c)))
     if (isProxy(c)) problems.push(...checkProxy(w, c, image, expect))
+    if (isClientConfig(c)) problems.push(...checkClientConfig(w, c, image))
   }
   if (w.podSpec.hostPID === true || w.podSpec.hostIPC === true) problems.push(`${w.doc.where}: hostPID/hostIPC`)
-  if (arr(w.podSpec.volumes).map(obj).some((v) => v.hostPath !== undefined)) problems.push(`${w.doc.where}: hostPath volume`)
+  // The one hostPath allowed: the node's containerd hosts directory, for client-config only.
+  for (const v of arr(w.podSpec.volumes).map(obj).filter((v) => v.hostPath !== undefined)) {
+    const path = str(obj(v.hostPath).path) ?? '?'
+    const users = containersOf(w.podSpec).filter((c) => arr(c.volumeMounts).map(obj).some((m) => m.name === v.name))
+    if (path !== CONTAINERD_CERTS_DIR) problems.push(`${w.doc.where}: hostPath volume ${String(v.name)} (${path})`)
+    for (const c of users.filter((c) => !isClientConfig(c))) problems.push(`${w.doc.where}: container ${str(c.name) ?? '?'} mounts the hostPath volume ${String(v.name)} (${path})`)
+  }
   return problems
 }
 
@@ -783,8 +869,34 @@ t.test('deploy/daemonset: hostNetwork on the node loopback', async (t) => {
   t.equal(setting(proxiesOf(w)[0] as Obj, 'host', image.host), '127.0.0.1')
   t.equal(setting(proxiesOf(w)[0] as Obj, 'read-only'), 'true', 'node-level proxy is read-only')
   const toml = readFileSync(join(DEPLOY, 'daemonset', 'node', 'hosts.toml'), 'utf8')
+  t.match(toml, /^server = "http:\/\/127\.0\.0\.1:5000"$/m, 'localhost:5000/… names still work')
   t.match(toml, /^server = "http:\/\/127\.0\.0\.1:5000"$/m)
   t.match(toml, /^\[host\."http:\/\/127\.0\.0\.1:5000"\]\n\s+capabilities = \["pull", "resolve"\]$/m)
+})
+
+t.test('deploy/daemonset: an init container points the node\'s containerd at the proxy, per registry', async (t) => {
+  const [w] = proxyWorkloads('deploy/daemonset')
+  if (w === undefined) return t.fail('no workload')
+  const inits = arr(w.podSpec.initContainers).map(obj)
+  const writer = inits.find(isClientConfig)
+  if (writer === undefined) return t.fail('no client-config init container')
+  const proxy = proxiesOf(w)[0] as Obj
+  t.equal(writer.image, proxy.image, 'the proxy\'s own image')
+  t.same(writer.args, ['client-config', 'containerd', '--registry', '600423610423.dkr.ecr.us-east-2.amazonaws.com', '--proxy', 'http://127.0.0.1:5000', '--dir', '/host/etc/containerd/certs.d'])
+  t.same(writer.volumeMounts, [{ name: 'containerd-certs', mountPath: '/host/etc/containerd/certs.d' }], 'that directory and nothing else')
+  t.same(arr(w.podSpec.volumes).map(obj).find((v) => v.name === 'containerd-certs'), { name: 'containerd-certs', hostPath: { path: '/etc/containerd/certs.d', type: 'DirectoryOrCreate' } })
+  t.match(writer.securityContext, { runAsUser: 0, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } })
+  t.equal(obj(proxy.securityContext).runAsUser, 1000, 'the proxy itself stays uid 1000')
+
+  // The arguments are ones the subcommand accepts, and produce the file containerd reads.
+  const args = arr(writer.args).map(String)
+  const dirAt = args.indexOf('--dir')
+  let out = ''
+  let err = ''
+  const code = await runClientConfig([...args.slice(1, dirAt), ...args.slice(dirAt + 2)], [], { stdout: { write: (chunk: string) => { out += chunk } }, stderr: { write: (chunk: string) => { err += chunk } } })
+  t.equal(code, 0, err)
+  t.match(out, /^# 600423610423\.dkr\.ecr\.us-east-2\.amazonaws\.com\/hosts\.toml\n/)
+  t.match(out, /^server = "https:\/\/600423610423\.dkr\.ecr\.us-east-2\.amazonaws\.com"\n\n\[host\."http:\/\/127\.0\.0\.1:5000"\]\n {2}capabilities = \["pull", "resolve"\]$/m)
 })
 
 const composeText = readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')
@@ -811,7 +923,33 @@ const setEnv = (c: Obj, name: string, value: string | undefined): void => {
   c.env = value === undefined ? rest : [...rest, { name, value }]
 }
 
+/** The DaemonSet's client-config init container inside a (copied) pod spec. */
+const writerOf = (podSpec: Obj): Obj => obj(arr(podSpec.initContainers).map(obj).find(isClientConfig))
+const setArg = (c: Obj, flag: string, value: string | undefined): void => {
+  const args = arr(c.args).map(String)
+  const at = args.indexOf(flag)
+  if (at >= 0) args.splice(at, 2)
+  c.args = value === undefined ? args : [...args, flag, value]
+}
+
 const BREAKAGES: Breakage[] = [
+  { name: 'client-config without the proxy\'s registry', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { setArg(writerOf(p), '--registry', '111122223333.dkr.ecr.eu-west-1.amazonaws.com') }, expect: /container client-config: does not list 600423610423\.dkr\.ecr\.us-east-2\.amazonaws\.com, the registry its proxy serves/ },
+  { name: 'client-config given a registry URL', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { setArg(writerOf(p), '--registry', 'https://600423610423.dkr.ecr.us-east-2.amazonaws.com') }, expect: /container client-config: --registry "https:\/\/600423610423\.dkr\.ecr\.us-east-2\.amazonaws\.com": a hostname, not a URL/ },
+  { name: 'client-config pointing at another port', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { setArg(writerOf(p), '--proxy', 'http://127.0.0.1:5001') }, expect: /--proxy http:\/\/127\.0\.0\.1:5001 is not where the pod's proxy listens \(http:\/\/127\.0\.0\.1:5000\)/ },
+  { name: 'client-config with the test-only --server', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { setArg(writerOf(p), '--server', 'http://127.0.0.1:9') }, expect: /unexpected client-config argument --server \(tests only/ },
+  { name: 'client-config that only prints', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { setArg(writerOf(p), '--dir', undefined) }, expect: /container client-config: no --dir/ },
+  { name: 'client-config for another client', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { arr(writerOf(p).args)[1] = 'k3s' }, expect: /client-config k3s writes no containerd hosts files/ },
+  { name: 'client-config as a sidecar', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { writerOf(p).restartPolicy = 'Always' }, expect: /must run once, not as a sidecar/ },
+  { name: 'client-config as a regular container', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { p.containers = [...arr(p.containers), writerOf(p)]; p.initContainers = [] }, expect: /client-config must be an init container/ },
+  { name: 'client-config with a capability', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { obj(obj(writerOf(p).securityContext).capabilities).add = ['DAC_OVERRIDE'] }, expect: /container client-config: adds capabilities/ },
+  { name: 'client-config keeping its capabilities', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { delete obj(writerOf(p).securityContext).capabilities }, expect: /container client-config: capabilities do not drop ALL/ },
+  { name: 'client-config with privilege escalation', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { delete obj(writerOf(p).securityContext).allowPrivilegeEscalation }, expect: /container client-config: allowPrivilegeEscalation is not false/ },
+  { name: 'client-config on a read-only mount', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { obj(arr(writerOf(p).volumeMounts)[0]).readOnly = true }, expect: /is mounted read-only/ },
+  { name: 'client-config writing into a wider host directory', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { obj(obj(arr(p.volumes).map(obj).find((v) => v.name === 'containerd-certs')).hostPath).path = '/etc/containerd' }, expect: /hostPath volume containerd-certs \(\/etc\/containerd\)/ },
+  { name: 'a hostPath of another type', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { obj(obj(arr(p.volumes).map(obj).find((v) => v.name === 'containerd-certs')).hostPath).type = 'File' }, expect: /is not of type Directory or DirectoryOrCreate/ },
+  { name: 'the proxy mounting the node\'s certs.d', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, c) => { c.volumeMounts = [...arr(c.volumeMounts), { name: 'containerd-certs', mountPath: '/host/certs.d' }] }, expect: /container ecr-auth-proxy mounts the hostPath volume containerd-certs/ },
+  { name: 'the proxy as root beside the root writer', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, c) => { obj(c.securityContext).runAsUser = 0 }, expect: /container ecr-auth-proxy: runAsUser 0$/ },
+  { name: 'client-config without hostNetwork', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { p.hostNetwork = false }, expect: /without hostNetwork the node's containerd cannot reach the proxy/ },
   { name: 'replicas is not an integer', dir: 'deploy/shared', kind: 'Deployment', change: (o) => { obj(o.spec).replicas = 'two' }, expect: /fails the Kubernetes schema: .*replicas must be integer/ },
   { name: 'a container without a name', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, c) => { delete c.name }, expect: /fails the Kubernetes schema: .*required property name/ },
   { name: 'an invalid quantity', dir: 'deploy/shared', kind: 'Deployment', change: (_o, c) => { obj(obj(c.resources).limits).memory = 'lots' }, expect: /fails the Kubernetes schema: .*limits\/memory/ },
