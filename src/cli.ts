@@ -6,10 +6,11 @@ import { ConfigError, helpText, loadConfig, parseCommandLine } from './config/in
 import { createLogger } from './logger.js'
 import { exposureRefusal } from './http/exposure.js'
 import { runClientConfig } from './client-config/command.js'
+import { registryOrigin } from './routing/endpoint.js'
 
 async function main (): Promise<number> {
   // A subcommand that writes client configuration and exits; it never starts the proxy.
-  if (process.argv[2] === 'client-config') return await runClientConfig(process.argv.slice(3), [], process)
+  if (process.argv[2] === 'client-config') return await clientConfig(process.argv.slice(3))
   let config
   try {
     const args = parseCommandLine(process.argv.slice(2))
@@ -55,6 +56,33 @@ async function main (): Promise<number> {
     await app.close()
   })
   return -1
+}
+
+/**
+ * `client-config`: for the registries the proxy is configured with (its config file through
+ * `--config FILE` or ECR_PROXY_CONFIG, and ECR_PROXY_REGISTRIES), plus any `--registry HOST`.
+ */
+async function clientConfig (argv: string[]): Promise<number> {
+  const rest: string[] = []
+  let configFile: string | undefined
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string
+    if (arg === '--config') configFile = argv[++i]
+    else if (arg.startsWith('--config=')) configFile = arg.slice('--config='.length)
+    else rest.push(arg)
+  }
+  let hosts: string[]
+  try {
+    const config = loadConfig({ help: false, version: false, values: new Map(), ...(configFile === undefined ? {} : { configFile }) })
+    hosts = config.registries.map((entry) => entry.registry ?? (entry.registryId !== undefined && entry.region !== undefined
+      ? new URL(registryOrigin({ registryId: entry.registryId, region: entry.region, fips: entry.fips, dualStack: entry.dualStack })).hostname
+      : undefined)).filter((host): host is string => host !== undefined)
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err
+    process.stderr.write(`ecr-auth-proxy: ${err.message}\n`)
+    return 2
+  }
+  return await runClientConfig(rest, hosts, process)
 }
 
 main().then((code) => {

@@ -3,6 +3,9 @@
  * parsing, so the proxy neither loads its configuration nor listens.
  */
 import { spawnSync } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import t from 'tap'
 import { CLI } from '../helpers/cli-process.js'
 
@@ -31,4 +34,19 @@ t.test('client-config --help', async (t) => {
   const run = cli(['client-config', '--help'])
   t.equal(run.status, 0)
   t.match(run.stdout, /^Usage: ecr-auth-proxy client-config <client>/)
+})
+
+t.test('the proxy\'s configured registries, from --config or the environment, plus --registry', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ecr-proxy-client-config-'))
+  const file = join(dir, 'proxy.yaml')
+  writeFileSync(file, `registries:\n  - { registry: ${ECR}, alias: prod }\n  - { registryId: "111122223333", region: eu-west-1 }\n`)
+  const run = cli(['client-config', 'containerd', '--config', file, '--registry', '444455556666.dkr.ecr.us-west-2.amazonaws.com'])
+  t.equal(run.status, 0, run.stderr)
+  t.same([...run.stdout.matchAll(/^# (\S+)\/hosts\.toml$/gm)].map((m) => m[1]), [ECR, '111122223333.dkr.ecr.eu-west-1.amazonaws.com', '444455556666.dkr.ecr.us-west-2.amazonaws.com'])
+  const fromEnv = spawnSync(process.execPath, [CLI, 'client-config', 'k3s'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', ECR_PROXY_REGISTRIES: `${ECR}=prod` }, timeout: 30_000 })
+  t.equal(fromEnv.status, 0, fromEnv.stderr)
+  t.match(fromEnv.stdout, `"${ECR}":`)
+  const bad = cli(['client-config', 'containerd', '--config', join(dir, 'missing.yaml')])
+  t.equal(bad.status, 2)
+  t.match(bad.stderr, /^ecr-auth-proxy: cannot read config file .*missing\.yaml/)
 })
