@@ -164,7 +164,13 @@ export class DockerEngine {
     this.service = service
   }
 
-  static async start (t: Scope, dir: string, containerd: Containerd): Promise<DockerEngine> {
+  /**
+   * @param opts.outboundProxy a port on 127.0.0.1 given to dockerd as HTTP_PROXY and HTTPS_PROXY:
+   * Go never proxies loopback addresses, so the proxy under test is reached directly, while
+   * anything else dockerd might try (Docker Hub, a real ECR hostname) goes to that port — a
+   * closed one refuses it, and nothing leaves the machine.
+   */
+  static async start (t: Scope, dir: string, containerd: Containerd, opts: { outboundProxy?: number } = {}): Promise<DockerEngine> {
     for (const sub of ['data', 'exec', 'config']) mkdirSync(join(dir, sub), { recursive: true })
     const socket = join(dir, 'docker.sock')
     writeFileSync(join(dir, 'daemon.json'), '{}\n')
@@ -182,7 +188,7 @@ export class DockerEngine {
       '--ip6tables=false',
       '--ip-masq=false',
       '--bridge=none',
-    ], { cwd: dir, logFile: join(dir, 'dockerd.log'), env: baseEnv(dir) })
+    ], { cwd: dir, logFile: join(dir, 'dockerd.log'), env: { ...baseEnv(dir), ...outboundProxyEnv(opts.outboundProxy) } })
     const env = { ...baseEnv(dir), DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: join(dir, 'config') }
     const engine = new DockerEngine(env, service)
     await waitFor('dockerd to answer', async () => {
@@ -201,6 +207,33 @@ export class DockerEngine {
     const [client = '?', server = '?'] = stdout.trim().split(' ')
     return { client, server }
   }
+}
+
+function outboundProxyEnv (port: number | undefined): NodeJS.ProcessEnv {
+  if (port === undefined) return {}
+  const url = `http://127.0.0.1:${port}`
+  return { HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url, NO_PROXY: '', no_proxy: '' }
+}
+
+/**
+ * A `--hosts-dir` for ctr (containerd's hosts.toml layout): for each registry hostname,
+ * `<dir>/<host>/hosts.toml` sends pull and resolve to `mirror` (plain HTTP; containerd adds
+ * `?ns=<host>`), and sets the root `server` — which containerd tries last, after any mirror
+ * failure — to `fallback`, a closed port on 127.0.0.1, so that no request can leave the machine
+ * for the real registry.
+ */
+export function mirrorHostsDir (dir: string, hosts: readonly string[], mirror: string, fallback: string): string {
+  for (const host of hosts) {
+    mkdirSync(join(dir, host), { recursive: true })
+    writeFileSync(join(dir, host, 'hosts.toml'), [
+      `server = ${JSON.stringify(fallback)}`,
+      '',
+      `[host.${JSON.stringify(mirror)}]`,
+      '  capabilities = ["pull", "resolve"]',
+      '',
+    ].join('\n'))
+  }
+  return dir
 }
 
 export interface CurlResponse { status: number, headers: Record<string, string>, body: string }

@@ -17,7 +17,10 @@ export interface Proxy {
 }
 
 export interface ProxyOptions {
-  upstream: string
+  /** One registry: `--upstream URL`. */
+  upstream?: string
+  /** Or a config file (`--config FILE`), e.g. naming several registries; exactly one of the two. */
+  configFile?: string
   ecrApiUrl: string
   /** Extra command-line flags. */
   args?: string[]
@@ -27,6 +30,8 @@ export interface ProxyOptions {
 /** The proxy, started the way a user starts it: the built CLI, flags, and the SDK's env vars. */
 export async function startProxy (t: Scope, dir: string, opts: ProxyOptions): Promise<Proxy> {
   if (!existsSync(PROXY_CLI)) throw new Error(`${PROXY_CLI} is missing: run \`npm run build\` first`)
+  if ((opts.upstream === undefined) === (opts.configFile === undefined)) throw new Error('startProxy: give either upstream or configFile')
+  const source = opts.upstream !== undefined ? ['--upstream', opts.upstream] : ['--config', opts.configFile as string]
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOME: dir,
@@ -46,7 +51,7 @@ export async function startProxy (t: Scope, dir: string, opts: ProxyOptions): Pr
   // started again on another one.
   for (let attempt = 1; ; attempt++) {
     const port = await freePort()
-    const args = [PROXY_CLI, '--host', '127.0.0.1', '--port', String(port), '--upstream', opts.upstream, '--log-level', 'info', ...(opts.args ?? [])]
+    const args = [PROXY_CLI, '--host', '127.0.0.1', '--port', String(port), ...source, '--log-level', 'info', ...(opts.args ?? [])]
     const service = startService(t, 'ecr-auth-proxy', process.execPath, args, { cwd: dir, env, logFile: join(dir, 'proxy.log') })
     const url = `http://127.0.0.1:${port}`
     const state = await waitFor('the proxy to answer /healthz', async () => {

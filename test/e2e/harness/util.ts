@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -43,6 +43,27 @@ export async function freePort (): Promise<number> {
       const port = typeof address === 'object' && address !== null ? address.port : 0
       server.close(() => resolve(port))
     })
+  })
+}
+
+/**
+ * A port on 127.0.0.1 that nothing listens on (connections are refused), for where a client must
+ * never get an answer: containerd's fallback `server`, dockerd's HTTP(S)_PROXY. Free a moment
+ * ago, like freePort's; checked refused now.
+ */
+export async function closedPort (): Promise<number> {
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    const port = await freePort()
+    if (await refused(port)) return port
+  }
+  throw new Error('no closed port found on 127.0.0.1')
+}
+
+async function refused (port: number): Promise<boolean> {
+  return await new Promise<boolean>((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port })
+    socket.once('connect', () => { socket.destroy(); resolve(false) })
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'))
   })
 }
 
