@@ -43,23 +43,29 @@ export class EcrBasicAuthorizer implements Authorizer {
   }
 
   /**
-   * ECR answers 401 to a token it does not know and 403 DENIED to an expired one. Either way the
-   * token is replaced now (rate-limited by the refresher). A HEAD answer has no body to carry the
-   * DENIED code: any 403 to a HEAD may be an expired token.
+   * ECR answers 401 to a token it does not know and 403 DENIED to an expired one ("Your
+   * authorization token has expired"); either way the token is replaced now (rate-limited by the
+   * refresher). A 403 DENIED that says the principal "is not authorized to perform" an action is a
+   * permission denial on that repository: the token is fine — and shared by other registries of
+   * the region — so it is left alone. A HEAD answer has no body: any 403 to a HEAD may be an
+   * expired token.
    */
   async onChallenge (credential: CredentialKey, used: Authorization, challenge: Challenge): Promise<ChallengeOutcome> {
     const rejected = challenge.status === 401 ||
-      (challenge.status === 403 && (challenge.method === 'HEAD' || (challenge.body !== undefined && isDenied(challenge.body))))
+      (challenge.status === 403 && (challenge.method === 'HEAD' || (challenge.body !== undefined && isTokenDenial(challenge.body))))
     if (!rejected) return { rejected: false }
     const replacement = await this.#pool.get(credential).replacementFor(used.token)
     return replacement === undefined ? { rejected: true } : { rejected: true, replacement: { header: `Basic ${replacement.token}`, token: replacement.token } }
   }
 }
 
-function isDenied (body: Buffer): boolean {
+const PERMISSION_DENIAL = /not authorized to perform|explicit deny|no identity-based policy allows|no resource-based policy allows/i
+
+/** A DENIED error about the token, not about what the principal may do. */
+function isTokenDenial (body: Buffer): boolean {
   try {
-    const parsed = JSON.parse(body.toString('utf8')) as { errors?: Array<{ code?: unknown }> }
-    return Array.isArray(parsed.errors) && parsed.errors.some((e) => e.code === 'DENIED')
+    const parsed = JSON.parse(body.toString('utf8')) as { errors?: Array<{ code?: unknown, message?: unknown }> }
+    return Array.isArray(parsed.errors) && parsed.errors.some((e) => e.code === 'DENIED' && !PERMISSION_DENIAL.test(String(e.message ?? '')))
   } catch {
     return false
   }

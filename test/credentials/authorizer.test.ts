@@ -56,4 +56,6 @@ t.test('ECR Basic: the header, and which 401/403 answers are a rejected token', 
   t.same(await authorizer.onChallenge(key, used, challenge(403, 'GET', Buffer.from('{"errors":[{"code":"UNAUTHORIZED"}]}'))), { rejected: false }, 'another 403: the answer stands')
   t.same(await authorizer.onChallenge(key, used, challenge(403, 'GET', undefined)), { rejected: false }, 'a 403 too large to read: the answer stands')
   t.same(await authorizer.onChallenge(key, used, challenge(403, 'GET', Buffer.from('not json'))), { rejected: false })
+  const permission = Buffer.from('{"errors":[{"code":"DENIED","message":"User: arn:aws:sts::600423610423:assumed-role/dev/x is not authorized to perform: ecr:BatchGetImage on resource: arn:aws:ecr:us-east-2:111122223333:repository/team/app because no resource-based policy allows the ecr:BatchGetImage action"}]}')
+  t.same(await authorizer.onChallenge(key, used, challenge(403, 'GET', permission)), { rejected: false }, 'a permission denial on one repository leaves the shared token alone')
 })
