@@ -2,7 +2,8 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
 import { createAccessControl } from './access/index.js'
-import type { Config, RegistryConfig } from './config/index.js'
+import { ConfigError, settingOrigin, type Config, type RegistryConfig } from './config/index.js'
+import { CredentialFileError } from './access/htpasswd.js'
 import { EcrBasicAuthorizer } from './credentials/authorizer.js'
 import type { Clock } from './credentials/clock.js'
 import { createEcrClient, ecrTokenFetcher, type FetchToken } from './credentials/ecr-token.js'
@@ -53,6 +54,20 @@ export interface App {
   metrics: ProxyMetrics
 }
 
+/**
+ * A setting whose file turned out unusable at start (missing, unreadable, empty, malformed) ends
+ * like every other configuration error: one line naming the key and where it came from.
+ */
+function asConfigError<T> (config: Config, build: () => T, setting?: readonly string[]): T {
+  try {
+    return build()
+  } catch (err) {
+    const path = err instanceof CredentialFileError ? err.setting : setting
+    if (path === undefined || !(err instanceof Error)) throw err
+    throw new ConfigError(`invalid configuration: ${settingOrigin(config, path)}: ${err.message}`)
+  }
+}
+
 /** Toward redirect targets (follow mode): GET only, so undici's reset after HEAD does not matter. */
 export function createDispatcher (timeouts: ForwardingTimeouts): Dispatcher {
   // Certificates are always verified; connect/header/body timeouts apply.
@@ -66,8 +81,8 @@ export function createDispatcher (timeouts: ForwardingTimeouts): Dispatcher {
 export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App> {
   const logger = deps.logger ?? createLogger(config.log.level)
   // Client credentials, policy and the listener (TLS, timeouts, limits): bad files stop the start.
-  const access = createAccessControl(config.access, logger)
-  const listener = createListener(config.listener, logger.child({ component: 'listener' }))
+  const access = asConfigError(config, () => createAccessControl(config.access, logger))
+  const listener = asConfigError(config, () => createListener(config.listener, logger.child({ component: 'listener' })), ['listener', 'tlsCert'])
   const ecrClients = new Map<string, ReturnType<typeof createEcrClient>>()
   const ecrClient = (key: CredentialKey) => {
     let client = ecrClients.get(key.id)
@@ -90,7 +105,9 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   }))
   const firstEntry = config.registries[0] as RegistryConfig
   const resolveRegion = deps.resolveRegion ?? (async () => await ecrClient(ecrCredentialKey(firstEntry.region)).config.region())
-  const registries = await configuredRegistries(config.registries, resolveRegion)
+  const registries = await configuredRegistries(config.registries, resolveRegion).catch((err: unknown) => {
+    throw err instanceof Error && err.message.startsWith('needs a region') ? new ConfigError(`invalid configuration: ${settingOrigin(config, ['registries', '0', 'registryId'])}: ${err.message}`) : err
+  })
   const router = new Router(registries, config.anyEcrRegistry ? { anyEcrRegistry } : {})
   const metrics = new ProxyMetrics({ repositoryLabel: config.metrics.repositoryLabel })
   credentials.onCreated((id, refresher) => { metrics.watchCredential(id, refresher, deps.clock === undefined ? Date.now : () => (deps.clock as Clock).now()) })

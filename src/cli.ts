@@ -7,6 +7,7 @@ import { createLogger } from './logger.js'
 import { exposureRefusal } from './http/exposure.js'
 import { runClientConfig } from './client-config/command.js'
 import { registryOrigin } from './routing/endpoint.js'
+import { configWarnings } from './config/warnings.js'
 
 async function main (): Promise<number> {
   // A subcommand that writes client configuration and exits; it never starts the proxy.
@@ -38,17 +39,29 @@ async function main (): Promise<number> {
   try {
     built = await buildApp(config, { logger })
   } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`ecr-auth-proxy: ${err.message}\n`)
+      return 2
+    }
     logger.fatal(`cannot start: ${(err as Error).message}`)
     return 1
   }
-  const { app } = built
+  for (const warning of configWarnings(config)) logger.warn(warning)
+  const { app, registries } = built
+  let address: string
   try {
-    await app.listen({ host: config.listener.host, port: config.listener.port })
+    address = await app.listen({ host: config.listener.host, port: config.listener.port })
   } catch (err) {
-    logger.fatal(`cannot listen on ${config.listener.host}:${config.listener.port}: ${(err as Error).message}`)
+    // Stopped first, so that nothing (a token fetch still under way) is logged after the cause.
     await app.close()
+    logger.fatal(`cannot listen on ${config.listener.host}:${config.listener.port}: ${(err as Error).message}`)
     return 1
   }
+  logger.info({
+    listener: address,
+    registries: registries.map((r) => ({ registry: r.name, origin: r.origin ?? '(named by GetAuthorizationToken)', ...(r.alias === undefined ? {} : { alias: r.alias }), ...(r.isDefault ? { default: true } : {}), credential: r.credential.id })),
+    ...(config.anyEcrRegistry ? { anyEcrRegistry: true } : {})
+  }, `forwarding ${address} to ${registries.map((r) => r.origin ?? r.name).join(', ')}`)
   // Registered once listening: close-with-grace also ends the process on 'beforeExit', with 0.
   closeWithGrace({ delay: config.listener.shutdownGraceSeconds * 1000, logger }, async ({ signal, err }) => {
     if (err !== undefined) logger.error({ err }, 'shutting down after an error')

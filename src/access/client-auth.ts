@@ -75,7 +75,7 @@ export class ClientAuthenticator {
     const tokens = options.tokens ?? []
     tokens.forEach((token, i) => {
       const problem = tokenProblem(token)
-      if (problem !== undefined) throw new CredentialFileError(`bearer token ${i + 1} of ECR_PROXY_BEARER_TOKENS ${problem}`)
+      if (problem !== undefined) throw withSetting(new CredentialFileError(`bearer token ${i + 1} of ECR_PROXY_BEARER_TOKENS ${problem}`), ['access', 'bearerTokens'])
     })
     this.envTokens = tokenEntries(tokens, 'env')
     // The first load happens now: a missing or bad file stops the proxy at start.
@@ -221,17 +221,37 @@ export class ClientAuthenticator {
 }
 
 function readUsers (file: string): Htpasswd {
-  return parseHtpasswd(readCredentialFile(file), file)
+  try {
+    const users = parseHtpasswd(readCredentialFile(file), file)
+    // An empty file would lock every client out, and still count as authentication.
+    if (users.size === 0) throw new CredentialFileError(`${file} has no entries: every client would be locked out (add one with htpasswd -B)`)
+    return users
+  } catch (err) {
+    throw withSetting(err, ['access', 'htpasswd'])
+  }
 }
 
 function readTokens (file: string): TokenEntry[] {
-  return tokenEntries(parseTokenFile(readCredentialFile(file), file), 'bearer-tokens-file')
+  try {
+    return tokenEntries(parseTokenFile(readCredentialFile(file), file), 'bearer-tokens-file')
+  } catch (err) {
+    throw withSetting(err, ['access', 'bearerTokensFile'])
+  }
 }
+
+function withSetting (err: unknown, setting: readonly string[]): unknown {
+  if (err instanceof CredentialFileError) err.setting ??= setting
+  return err
+}
+
+const FILE_ERRORS: Record<string, string> = { ENOENT: 'no such file', EACCES: 'permission denied', EISDIR: 'a directory, not a file', ELOOP: 'too many symbolic links' }
 
 function readCredentialFile (file: string): string {
   try {
     return readFileSync(file, 'utf8')
   } catch (err) {
-    throw new CredentialFileError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    const code = (err as NodeJS.ErrnoException).code
+    const why = code === undefined ? undefined : FILE_ERRORS[code]
+    throw new CredentialFileError(`cannot read ${file}: ${code ?? (err as Error).message}${why === undefined ? '' : ` (${why})`}`)
   }
 }

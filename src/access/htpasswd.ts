@@ -9,6 +9,8 @@ const BAD_USER_CHARS = /[\u0000-\u0020\u007f]/
 
 export class CredentialFileError extends Error {
   override name = 'CredentialFileError'
+  /** The setting the credentials came from (access.htpasswd, …), for the start-up error. */
+  setting?: readonly string[]
 }
 
 /** user → bcrypt hash */

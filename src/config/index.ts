@@ -35,7 +35,7 @@ export function parseCommandLine (argv: string[]): CliArgs {
   }
   let parsed
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: false, strict: true })
+    parsed = parseArgs({ args: joinNegativeValues(argv, options), options, allowPositionals: false, strict: true })
   } catch (err) {
     throw new ConfigError(`${(err as Error).message} (see --help)`)
   }
@@ -52,6 +52,25 @@ export function parseCommandLine (argv: string[]): CliArgs {
     ...(typeof configFile === 'string' ? { configFile } : {}),
     values
   }
+}
+
+/**
+ * `--port -1` reads as a flag followed by another flag to parseArgs; a value-taking flag followed
+ * by a negative number takes it as its value, so the schema can say what is wrong with it.
+ */
+function joinNegativeValues (argv: string[], options: Record<string, { type: 'string' | 'boolean' }>): string[] {
+  const joined: string[] = []
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string
+    const next = argv[i + 1]
+    if (arg.startsWith('--') && options[arg.slice(2)]?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      joined.push(`${arg}=${next}`)
+      i++
+    } else {
+      joined.push(arg)
+    }
+  }
+  return joined
 }
 
 export function helpText (): string {
@@ -110,6 +129,7 @@ export function loadConfig (args: CliArgs, env: NodeJS.ProcessEnv = process.env)
       origins.set(path.join('.'), { source, key })
     }
   }
+  const numbersAsStrings = coerceFileValues(raw, origins)
   for (const s of SETTINGS) {
     const value = nonEmpty(env[s.env])
     if (value !== undefined) assign(raw, origins, s, convert(s, value, s.env), s.env)
@@ -128,8 +148,10 @@ export function loadConfig (args: CliArgs, env: NodeJS.ProcessEnv = process.env)
     const problem = firstError.message.startsWith('Unexpected property')
       ? 'is not a known setting (see --help)'
       : explain(firstError.schema as ExplainableSchema, firstError.message)
-    throw new ConfigError(`invalid configuration: ${key === '' ? 'the configuration' : key} (from ${source}) ${problem}${shown}`)
+    const hint = numbersAsStrings.has(path.join('.')) ? ' (the file gave a number: write it in quotes, so that no leading zero is lost)' : ''
+    throw new ConfigError(`invalid configuration: ${key === '' ? 'the configuration' : key} (from ${source}) ${problem}${shown}${hint}`)
   }
+  SOURCES.set(withDefaults as object, origins)
   const config = withDefaults as Config
   if ((config.listener.tlsCert === undefined) !== (config.listener.tlsKey === undefined)) {
     throw new ConfigError('invalid configuration: tlsCert and tlsKey go together (--tls-cert FILE --tls-key FILE)')
@@ -196,12 +218,82 @@ function originOf (origins: Map<string, Origin>, path: string[]): Origin {
   return { source: 'config', key: path.join('.') }
 }
 
-interface ExplainableSchema { pattern?: string, anyOf?: Array<{ const?: unknown }> }
+const SOURCES = new WeakMap<object, Map<string, Origin>>()
 
+/**
+ * `<key> (from <where>)` for a setting of a loaded configuration, for problems found after
+ * loading (an unreadable file, an empty htpasswd): the same words as every other config error.
+ */
+export function settingOrigin (config: Config, path: readonly string[]): string {
+  const { source, key } = originOf(SOURCES.get(config) ?? new Map(), [...path])
+  return `${key} (from ${source})`
+}
+
+interface ExplainableSchema {
+  type?: string
+  pattern?: string
+  anyOf?: Array<{ const?: unknown }>
+  minimum?: number
+  maximum?: number
+  exclusiveMinimum?: number
+}
+
+/** What the schema wants, in plain English. */
 function explain (schema: ExplainableSchema, message: string): string {
   if (schema.anyOf !== undefined) return `must be one of ${schema.anyOf.map((s) => String(s.const)).join(', ')}`
   if (schema.pattern !== undefined) return `must match ${schema.pattern}`
+  const what = schema.type === 'integer' ? 'a whole number' : schema.type === 'number' ? 'a number' : undefined
+  if (what !== undefined) {
+    const bounds = [
+      schema.minimum !== undefined ? `at least ${schema.minimum}` : undefined,
+      schema.exclusiveMinimum !== undefined ? `more than ${schema.exclusiveMinimum}` : undefined,
+      schema.maximum !== undefined ? `at most ${schema.maximum}` : undefined
+    ].filter((b): b is string => b !== undefined)
+    return `must be ${what}${bounds.length === 0 ? '' : `, ${bounds.join(' and ')}`}`
+  }
+  if (schema.type === 'string') return 'must be a string'
+  if (schema.type === 'boolean') return 'must be true or false'
+  if (schema.type === 'array') return 'must be a list'
+  if (schema.type === 'object') return 'must be a mapping'
   return message.replace(/^Expected/, 'must be')
+}
+
+/**
+ * One coercion rule for every source: in the file too, a boolean may be written true/false,
+ * yes/no or 1/0, and a number as a string; a whole number where a string is wanted (an account id
+ * YAML read as a number) becomes its decimal digits — unless digits were lost (a leading zero),
+ * which is reported instead.
+ */
+function coerceFileValues (raw: Raw, origins: Map<string, Origin>): Set<string> {
+  const numbersAsStrings = new Set<string>()
+  const visit = (path: readonly string[], kind: 'string' | 'integer' | 'number' | 'boolean') => {
+    let parent: unknown = raw
+    for (const part of path.slice(0, -1)) parent = (parent as Raw | undefined)?.[part]
+    if (typeof parent !== 'object' || parent === null) return
+    const leaf = path[path.length - 1] as string
+    const value = (parent as Raw)[leaf]
+    const where = () => { const o = originOf(origins, [...path]); return `${o.key} (from ${o.source})` }
+    if (typeof value === 'string' && kind !== 'string') {
+      (parent as Raw)[leaf] = convert({ kind, name: path } as unknown as Setting, value, '', where())
+    } else if (typeof value === 'number' && kind === 'string') {
+      if (!Number.isSafeInteger(value)) return
+      (parent as Raw)[leaf] = String(value)
+      numbersAsStrings.add(path.join('.'))
+    }
+  }
+  for (const s of SETTINGS) {
+    if (s.kind === 'list' || s.path[0] === 'registries') continue
+    visit(s.path, s.kind)
+  }
+  const registries = raw.registries
+  if (Array.isArray(registries)) {
+    registries.forEach((_entry, i) => {
+      for (const key of ['registry', 'region', 'registryId', 'alias', 'upstream', 'profile', 'roleArn', 'externalId', 'roleSessionName']) visit(['registries', String(i), key], 'string')
+      for (const key of ['fips', 'dualStack', 'default']) visit(['registries', String(i), key], 'boolean')
+    })
+  }
+  if (typeof raw.anyEcrRegistry === 'string') visit(['anyEcrRegistry'], 'boolean')
+  return numbersAsStrings
 }
 
 function readConfigFile (file: string): Raw {
@@ -246,7 +338,7 @@ function assign (raw: Raw, origins: Map<string, Origin>, s: Setting, value: unkn
   origins.set(s.path.join('.'), { source, key: s.name.join('.') })
 }
 
-function convert (s: Setting, value: string, source: string): unknown {
+function convert (s: Setting, value: string, source: string, where = `${s.name.join('.')} (from ${source})`): unknown {
   switch (s.kind) {
     case 'string':
       return value
@@ -257,11 +349,11 @@ function convert (s: Setting, value: string, source: string): unknown {
     case 'boolean':
       if (/^(true|1|yes)$/i.test(value)) return true
       if (/^(false|0|no)$/i.test(value)) return false
-      throw new ConfigError(`invalid configuration: ${s.name.join('.')} (from ${source}) must be true or false, got ${JSON.stringify(value)}`)
+      throw new ConfigError(`invalid configuration: ${where} must be true or false (or yes/no, 1/0), got ${JSON.stringify(value)}`)
     default: {
       const number = Number(value)
       if (value.trim() === '' || !Number.isFinite(number)) {
-        throw new ConfigError(`invalid configuration: ${s.name.join('.')} (from ${source}) must be a number, got ${JSON.stringify(value)}`)
+        throw new ConfigError(`invalid configuration: ${where} must be a number, got ${JSON.stringify(value)}`)
       }
       return number
     }

@@ -180,12 +180,15 @@ export class TokenRefresher {
       this.#lastError = describeTokenError(err)
       const delay = this.#retryDelay()
       this.#schedule(delay, 'retry')
-      this.#log.error({
-        reason,
-        attempt: this.#failures,
-        retryAt: new Date(this.#clock.now() + delay).toISOString(),
-        tokenValidUntil: this.#current === undefined ? null : this.#current.expiresAt.toISOString()
-      }, `ECR token refresh failed: ${this.#lastError}`)
+      // A fetch that ends after stop() (the proxy is closing or failed to start) says nothing more.
+      if (!this.#stopped) {
+        this.#log.error({
+          reason,
+          attempt: this.#failures,
+          retryAt: new Date(this.#clock.now() + delay).toISOString(),
+          tokenValidUntil: this.#current === undefined ? null : this.#current.expiresAt.toISOString()
+        }, `ECR token refresh failed: ${this.#lastError}`)
+      }
       for (const listener of this.#failureListeners) listener(this.#lastError)
       throw new TokenUnavailableError(this.#lastError)
     }

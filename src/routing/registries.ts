@@ -24,7 +24,7 @@ export async function configuredRegistries (entries: readonly RegistryConfig[], 
       if (region !== undefined) {
         host = new URL(registryOrigin({ registryId: entry.registryId, region, fips: entry.fips, dualStack: entry.dualStack })).hostname
       } else if (entry.upstream === undefined) {
-        throw new Error('--registry-id needs a region: set --region, ECR_PROXY_REGION or AWS_REGION')
+        throw new Error('needs a region: set --region, ECR_PROXY_REGION or AWS_REGION')
       }
     }
     const identity = { profile: entry.profile, roleArn: entry.roleArn, externalId: entry.externalId, roleSessionName: entry.roleSessionName }
