@@ -1,10 +1,15 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
-import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { ConfigError, helpText, loadConfig, parseCommandLine } from './config.js'
 import { createLogger } from './logger.js'
 import { exposureRefusal } from './server/exposure.js'
+import { closeOnSignals } from './server/shutdown.js'
+
+// A write to a closed pipe or a hung-up terminal fails (EPIPE, EIO) as an 'error' event on these
+// streams (Node's own warnings go to stderr): ignored, it is no reason to stop serving. The logger
+// writes to the descriptors itself and falls back from stdout to stderr to nothing.
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
 
 async function main (): Promise<number> {
   let config
@@ -45,12 +50,7 @@ async function main (): Promise<number> {
     await app.close()
     return 1
   }
-  // Registered once listening: close-with-grace also ends the process on 'beforeExit', with 0.
-  closeWithGrace({ delay: config.shutdownGraceSeconds * 1000, logger }, async ({ signal, err }) => {
-    if (err !== undefined) logger.error({ err }, 'shutting down after an error')
-    else logger.info({ signal }, 'shutting down')
-    await app.close()
-  })
+  closeOnSignals({ graceMs: config.shutdownGraceSeconds * 1000, logger, close: async () => { await app.close() } })
   return -1
 }
 
