@@ -40,7 +40,7 @@ TARBALL="$WORK/ecr-auth-proxy-$VERSION.tgz"
 [ -f "$TARBALL" ] || die "npm pack made no $TARBALL"
 contents=$(tar tzf "$TARBALL")
 check "the package holds the built CLI (prepack ran)" grep -qx 'package/dist/src/cli.js' <<<"$contents"
-check "… and README.md" grep -qx 'package/README.md' <<<"$contents"
+check "… README.md, LICENSE and CHANGELOG.md" bash -c 'for f in README.md LICENSE CHANGELOG.md; do grep -qx "package/$f" <<<"$1" || exit 1; done' _ "$contents"
 check "… and no tests or TypeScript sources" bash -c '! grep -qE "^package/(test|src)/|\.ts$" <<<"$1"' _ "$contents"
 
 npm install --global --prefix "$WORK/prefix" --no-audit --no-fund --prefer-offline --loglevel=error "$TARBALL" >"$WORK/install.log" 2>&1 \

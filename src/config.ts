@@ -120,9 +120,9 @@ export interface CliArgs {
 }
 
 export function parseCommandLine (argv: string[]): CliArgs {
-  const options: Record<string, { type: 'string' | 'boolean' }> = {
-    help: { type: 'boolean' },
-    version: { type: 'boolean' },
+  const options: Record<string, { type: 'string' | 'boolean', short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean', short: 'v' },
     config: { type: 'string' }
   }
   for (const s of SETTINGS) if (s.flag !== '') options[s.flag] = { type: s.kind === 'boolean' ? 'boolean' : 'string' }
@@ -161,8 +161,8 @@ export function helpText (): string {
     ...SETTINGS.map((s) => formatOption(
       s.flag === '' ? '(no flag)' : `--${s.flag}${s.kind === 'boolean' ? '' : ` ${s.kind === 'string' ? 'VALUE' : s.kind === 'list' ? 'LIST' : 'N'}`}`,
       s.env, `${s.help} [config: ${s.path.join('.')}]`)),
-    formatOption('--help', '', 'show this help'),
-    formatOption('--version', '', 'print the version'),
+    formatOption('-h, --help', '', 'show this help'),
+    formatOption('-v, --version', '', 'print the version'),
     '',
     'The ECR API endpoint follows the SDK\'s own settings (AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL).',
     'Health: GET /healthz (alive), GET /readyz (200 only while a valid token is held).',

@@ -16,6 +16,10 @@ t.test('--help and --version', async (t) => {
   t.match(help, /^Usage: ecr-auth-proxy \[options\]/)
   t.match(help, '--registry-id')
   t.match(execFileSync(process.execPath, [CLI, '--version'], { encoding: 'utf8' }), /^\d+\.\d+\.\d+\n$/)
+  t.equal(execFileSync(process.execPath, [CLI, '-h'], { encoding: 'utf8' }), help, '-h is --help')
+  t.match(help, /^ {2}-h, --help /m, 'and says so')
+  t.equal(execFileSync(process.execPath, [CLI, '-v'], { encoding: 'utf8' }), execFileSync(process.execPath, [CLI, '--version'], { encoding: 'utf8' }), '-v is --version')
+  t.match(help, /^ {2}-v, --version /m)
 })
 
 t.test('a bad flag exits 2 with a message naming it', async (t) => {
