@@ -76,6 +76,13 @@ export async function startCli (t: Test, args: string[], env: Record<string, str
   return { child, url: `http://127.0.0.1:${port}`, stdout: () => out, stderr: () => err, memory, waitFor, waitForStderr, exited }
 }
 
+/**
+ * For tests that judge the proxy's memory by its RSS: Node 20's young generation (16 MiB
+ * semi-spaces). Node 24 lets it grow to 128 MiB on a large machine (32 MiB on Node 20): garbage not
+ * yet collected, which an RSS sample cannot tell from a leak or a buffered stream.
+ */
+export const STEADY_HEAP_ENV = { NODE_OPTIONS: '--max-semi-space-size=16' }
+
 /** The environment that points the real SDK at the ECR API stand-in. */
 export function awsTestEnv (apiUrl: string): Record<string, string> {
   return {
