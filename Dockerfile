@@ -1,6 +1,13 @@
-# ecr-auth-proxy container image.
+# ecr-auth-proxy container image, under the tag the docs and docker-compose.yml use:
 #
-#   docker build -t ecr-auth-proxy .
+#   docker build -t ecr-auth-proxy:local .
+#
+# The classic builder (a docker CLI without buildx, or DOCKER_BUILDKIT=0) keeps the last image of
+# each build stage, untagged (<none>); every stage is labelled ecr-auth-proxy.stage, so
+#
+#   docker image prune -f --filter label=ecr-auth-proxy.stage
+#
+# removes those and the image a rebuild replaced, and nothing in use or tagged.
 #
 # Base images are build arguments. BASE_IMAGE is the runtime (the final stage runs no command in
 # it, so it needs nothing but node); BUILD_IMAGE must also have npm and /bin/sh, and reach the npm
@@ -20,6 +27,7 @@ ARG BUILD_IMAGE=${BASE_IMAGE}
 
 # --- compile TypeScript -------------------------------------------------------------------------
 FROM ${BUILD_IMAGE} AS build
+LABEL ecr-auth-proxy.stage=build
 WORKDIR /src
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
@@ -29,12 +37,14 @@ RUN npm run build
 
 # --- production dependencies only ---------------------------------------------------------------
 FROM ${BUILD_IMAGE} AS deps
+LABEL ecr-auth-proxy.stage=deps
 WORKDIR /src
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 # --- runtime --------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}
+LABEL ecr-auth-proxy.stage=runtime
 ENV NODE_ENV=production \
     HOME=/home/node \
     ECR_PROXY_HOST=0.0.0.0 \

@@ -112,9 +112,11 @@ EOF
 }
 
 # import_rootfs ROOT TAG CHANGE...: tar the tree (root-owned, /home/node owned by 1000) and import.
+# The image TAG named before is removed unless something still uses it: no <none> left behind.
 import_rootfs () {
   local root=$1 tag=$2; shift 2
-  local tarball
+  local tarball previous
+  previous=$("$DOCKER" image inspect -f '{{.Id}}' "$tag" 2>/dev/null || true)
   tarball="$WORK/$(echo "$tag" | tr ':/' '__').tar"
   tar --numeric-owner --owner=0 --group=0 --exclude=./home/node -cf "$tarball" -C "$root" .
   tar --numeric-owner --owner=1000 --group=1000 -rf "$tarball" -C "$root" ./home/node
@@ -122,6 +124,9 @@ import_rootfs () {
   for c in "$@"; do changes+=(--change "$c"); done
   "$DOCKER" import "${changes[@]}" "$tarball" "$tag" >/dev/null
   log "imported $tag ($(du -h "$tarball" | cut -f1) rootfs)"
+  if [ -n "$previous" ] && [ "$previous" != "$("$DOCKER" image inspect -f '{{.Id}}' "$tag")" ]; then
+    "$DOCKER" rmi "$previous" >/dev/null 2>&1 || log "kept the previous $tag ($previous): still in use"
+  fi
 }
 
 COMMON_CHANGES=(

@@ -1,17 +1,17 @@
-// tap enforces all-or-nothing coverage; these are the thresholds this project keeps instead.
-// Raise them as coverage grows; never lower them to make a change pass.
+// The coverage gate of `npm test`. The thresholds are tap's own settings in package.json "tap"
+// (statements, branches, functions, lines): tap then stays quiet about a run above them, and
+// allow-incomplete-coverage lets `npx tap test/one.test.ts` pass on its partial coverage, so this
+// script is what fails a full run below them. Raise them as coverage grows; never lower them to
+// make a change pass.
 import { readFileSync } from 'node:fs'
 
-const THRESHOLDS = { lines: 95, statements: 95, functions: 95, branches: 88 }
-
+const METRICS = ['lines', 'statements', 'functions', 'branches']
+const tapConfig = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).tap
 const summary = JSON.parse(readFileSync(new URL('../.tap/report/coverage-summary.json', import.meta.url), 'utf8')).total
-let failed = false
-for (const [metric, minimum] of Object.entries(THRESHOLDS)) {
-  const actual = summary[metric].pct
-  if (actual < minimum) {
-    failed = true
-    console.error(`coverage: ${metric} ${actual}% is below the ${minimum}% threshold`)
-  }
+const below = METRICS.filter((m) => summary[m].pct < tapConfig[m])
+const measured = METRICS.map((m) => `${m} ${summary[m].pct}% (≥ ${tapConfig[m]})`).join(', ')
+if (below.length > 0) {
+  console.error(`coverage: FAILED, ${below.join(' and ')} below the threshold: ${measured}`)
+  process.exit(1)
 }
-if (failed) process.exit(1)
-console.log(`coverage: ${Object.keys(THRESHOLDS).map((m) => `${m} ${summary[m].pct}%`).join(', ')} (thresholds ${JSON.stringify(THRESHOLDS)})`)
+console.log(`coverage: ok, ${measured}`)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, from Debian's own packages, the real programs the end-to-end suite and the demo run
 # against: the CNCF registry, skopeo, umoci, podman, the Docker engine (dockerd, containerd,
-# ctr), htpasswd, curl and jq. Idempotent: does nothing (not even `apt-get update`) when all are
+# ctr), htpasswd, curl and jq; and docker-compose 1.29, which test/deploy/compose.test.ts
+# validates docker-compose.yml with. Idempotent: does nothing (not even `apt-get update`) when all are
 # present. Works unattended (no standard input), as root or through password-less sudo.
 #
 # The suite starts its own instances on loopback ports; it needs none of the system services
@@ -23,6 +24,7 @@ declare -A PROVIDES=(
   [apache2-utils]=htpasswd
   [curl]=curl
   [jq]=jq
+  [docker-compose]=docker-compose
   # podman as root with vfs storage needs no fuse-overlayfs or slirp4netns (no containers run);
   # newuidmap/newgidmap are only for rootless use, but harmless and small.
   [uidmap]=newuidmap

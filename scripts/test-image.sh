@@ -111,7 +111,9 @@ if ! docker info >/dev/null 2>&1; then
 fi
 
 # --- build -------------------------------------------------------------------------------------
+NEW_DANGLING=''
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  dangling_before=$(docker images -q --no-trunc -f dangling=true | sort)
   log "building base images"
   bash "$ROOT_DIR/scripts/build-base-image.sh" >"$WORK/base.log" 2>&1 || { cat "$WORK/base.log"; die "base images failed"; }
   log "building $IMAGE"
@@ -121,6 +123,9 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
     --build-arg BASE_IMAGE=ecr-auth-proxy-base:local --build-arg BUILD_IMAGE=ecr-auth-proxy-build:local \
     -t "$IMAGE" "$ROOT_DIR" >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; die "docker build failed"; }
   log "built in $(($(date +%s) - started)) s"
+  # As the docs say to: the classic builder's untagged stage images (and a replaced $IMAGE) go.
+  docker image prune -f --filter label=ecr-auth-proxy.stage >/dev/null
+  NEW_DANGLING=$(comm -13 <(echo "$dangling_before") <(docker images -q --no-trunc -f dangling=true | sort) | tr '\n' ' ')
 fi
 docker image inspect "$IMAGE" >/dev/null 2>&1 || die "no image $IMAGE"
 log "image $IMAGE: $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{ printf "%.0f MB", $1 / 1e6 }')"
@@ -171,6 +176,9 @@ make_oci_image () {
 }
 
 # --- 1. image metadata -------------------------------------------------------------------------
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  check "the build leaves no <none> image behind (${NEW_DANGLING:-none new})" [ -z "$NEW_DANGLING" ]
+fi
 check "runs as the numeric non-root user 1000:1000" [ "$(inspect '{{.Config.User}}')" = 1000:1000 ]
 check "exposes 5000/tcp" [ "$(inspect '{{range $p, $_ := .Config.ExposedPorts}}{{$p}} {{end}}')" = '5000/tcp ' ]
 env_line=" $(inspect '{{join .Config.Env " "}}') "

@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
-import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { ConfigError, helpText, loadConfig, parseCommandLine } from './config/index.js'
 import { createLogger } from './logger.js'
@@ -8,6 +7,12 @@ import { exposureRefusal } from './http/exposure.js'
 import { runClientConfig } from './client-config/command.js'
 import { registryOrigin } from './routing/endpoint.js'
 import { configWarnings } from './config/warnings.js'
+import { closeOnSignals } from './ops/shutdown.js'
+
+// A write to a closed pipe or a hung-up terminal fails (EPIPE, EIO) as an 'error' event on these
+// streams (Node's own warnings go to stderr): ignored, it is no reason to stop serving. The logger
+// writes to the descriptors itself and falls back from stdout to stderr to nothing.
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
 
 async function main (): Promise<number> {
   // A subcommand that writes client configuration and exits; it never starts the proxy.
@@ -62,12 +67,7 @@ async function main (): Promise<number> {
     registries: registries.map((r) => ({ registry: r.name, origin: r.origin ?? '(named by GetAuthorizationToken)', ...(r.alias === undefined ? {} : { alias: r.alias }), ...(r.isDefault ? { default: true } : {}), credential: r.credential.id })),
     ...(config.anyEcrRegistry ? { anyEcrRegistry: true } : {})
   }, `forwarding ${address} to ${registries.map((r) => r.origin ?? r.name).join(', ')}`)
-  // Registered once listening: close-with-grace also ends the process on 'beforeExit', with 0.
-  closeWithGrace({ delay: config.listener.shutdownGraceSeconds * 1000, logger }, async ({ signal, err }) => {
-    if (err !== undefined) logger.error({ err }, 'shutting down after an error')
-    else logger.info({ signal }, 'shutting down')
-    await app.close()
-  })
+  closeOnSignals({ graceMs: config.listener.shutdownGraceSeconds * 1000, logger, close: async () => { await app.close() } })
   return -1
 }
 

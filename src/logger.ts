@@ -1,4 +1,7 @@
+import { writeSync } from 'node:fs'
+import { isatty } from 'node:tty'
 import pino, { type DestinationStream, type Logger, type LevelWithSilent } from 'pino'
+import { prettyFactory } from 'pino-pretty'
 
 /**
  * Every place a credential could appear in a log object. Fastify's request serializer logs no
@@ -19,6 +22,87 @@ export const REDACTED_PATHS = [
   '*.password'
 ]
 
+/** How long one log line may wait for a full pipe (EAGAIN) before it is dropped. */
+export const STALL_LIMIT_MS = 1000
+const STALL_STEP_MS = 10
+
+export interface StdioDestinationDeps {
+  /** fs.writeSync: returns the bytes written, throws on failure. */
+  write?: (fd: number, data: Uint8Array) => number
+  /** Blocks the thread for this long (the write is synchronous, so the wait is too). */
+  wait?: (ms: number) => void
+}
+
+export interface FailedDescriptor { fd: number, code: string }
+
+const waitCell = new Int32Array(new SharedArrayBuffer(4))
+const blockFor = (ms: number): void => { Atomics.wait(waitCell, 0, 0, ms) }
+
+/**
+ * Log lines to the first of some file descriptors that still works (stdout, then stderr), written
+ * synchronously like pino's default destination. A write that fails for any reason but a full
+ * pipe (EPIPE from a reader that went away, EIO from a hung-up terminal, EBADF) gives that
+ * descriptor up for good: nothing retries it, so a dead terminal cannot keep the process busy.
+ * (SonicBoom's flushSync retries a failed write forever, 100 ms apart.)
+ */
+export class StdioDestination {
+  readonly #fds: number[]
+  readonly #write: (fd: number, data: Uint8Array) => number
+  readonly #wait: (ms: number) => void
+  #dropped = 0
+  /** Called when a descriptor failed, with the one in use from now on (undefined: none). */
+  onFailover: ((failed: FailedDescriptor, next: number | undefined) => void) | undefined
+
+  constructor (fds: number[] = [1, 2], deps: StdioDestinationDeps = {}) {
+    this.#fds = [...fds]
+    this.#write = deps.write ?? writeSync
+    this.#wait = deps.wait ?? blockFor
+  }
+
+  /** The descriptor lines go to now; undefined once every one has failed. */
+  get fd (): number | undefined {
+    return this.#fds[0]
+  }
+
+  /** Lines given up because a full pipe did not take them within STALL_LIMIT_MS. */
+  get dropped (): number {
+    return this.#dropped
+  }
+
+  write (line: string): void {
+    const data = Buffer.from(line)
+    let offset = 0
+    let stalledMs = 0
+    while (offset < data.length) {
+      const fd = this.#fds[0]
+      if (fd === undefined) return
+      try {
+        offset += this.#write(fd, data.subarray(offset))
+        stalledMs = 0
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? 'UNKNOWN'
+        if (code === 'EAGAIN') {
+          // A full pipe (Node makes stdio pipes non-blocking): its reader is slow, not gone.
+          if (stalledMs >= STALL_LIMIT_MS) {
+            this.#dropped++
+            return
+          }
+          this.#wait(STALL_STEP_MS)
+          stalledMs += STALL_STEP_MS
+          continue
+        }
+        this.#fds.shift()
+        // The line goes to the next descriptor whole.
+        offset = 0
+        this.onFailover?.({ fd, code }, this.#fds[0])
+      }
+    }
+  }
+}
+
+const FD_NAMES: Record<number, string> = { 1: 'stdout', 2: 'stderr' }
+const fdName = (fd: number): string => FD_NAMES[fd] ?? `fd ${fd}`
+
 export function createLogger (level: LevelWithSilent, destination?: DestinationStream): Logger {
   const options = {
     level,
@@ -26,8 +110,20 @@ export function createLogger (level: LevelWithSilent, destination?: DestinationS
     base: { pid: process.pid }
   }
   if (destination !== undefined) return pino(options, destination)
-  if (process.stdout.isTTY) {
-    return pino({ ...options, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:standard', ignore: 'pid,hostname' } } })
+  const stdio = new StdioDestination([1, 2])
+  // Pretty in this thread when stdout is a terminal. pino-pretty's transport would run a worker
+  // thread whose flush at exit never gives up on a terminal that has gone away.
+  let stream: DestinationStream = stdio
+  if (isatty(1)) {
+    const prettify = prettyFactory({ translateTime: 'SYS:standard', ignore: 'pid,hostname', colorize: true })
+    stream = { write: (line: string) => { stdio.write(prettify(line)) } }
   }
-  return pino(options)
+  const logger = pino(options, stream)
+  stdio.onFailover = (failed, next) => {
+    // Once pino's current write has returned: it does not expect to be called from inside one.
+    if (next !== undefined) {
+      process.nextTick(() => logger.warn({ failedStream: fdName(failed.fd), code: failed.code }, `logging to ${fdName(next)}: ${fdName(failed.fd)} failed (${failed.code})`))
+    }
+  }
+  return logger
 }

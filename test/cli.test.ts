@@ -16,6 +16,10 @@ t.test('--help and --version', async (t) => {
   t.match(help, /^Usage: ecr-auth-proxy \[options\]/)
   t.match(help, '--registry-id')
   t.match(execFileSync(process.execPath, [CLI, '--version'], { encoding: 'utf8' }), /^\d+\.\d+\.\d+\n$/)
+  t.equal(execFileSync(process.execPath, [CLI, '-h'], { encoding: 'utf8' }), help, '-h is --help')
+  t.match(help, /^ {2}-h, --help /m, 'and says so')
+  t.equal(execFileSync(process.execPath, [CLI, '-v'], { encoding: 'utf8' }), execFileSync(process.execPath, [CLI, '--version'], { encoding: 'utf8' }), '-v is --version')
+  t.match(help, /^ {2}-v, --version /m)
 })
 
 t.test('a bad flag exits 2 with a message naming it', async (t) => {
@@ -47,6 +51,9 @@ t.test('with no AWS credentials it stays up, not ready, and says what is missing
   t.equal(api.status, 503)
   t.match((api.body.errors as Array<{ message: string }>)[0]?.message, /no AWS credentials found/)
   t.equal(proxy.child.exitCode, null, 'still running')
+  // On Node 20 the AWS SDK prints a 9-line NodeVersionSupportWarning at every start.
+  const supported = Number(process.versions.node.split('.')[0]) >= 22
+  t.equal(proxy.stderr(), '', 'a quiet start: nothing on stderr', { skip: supported ? false : `Node ${process.version} is not supported` })
 })
 
 t.test('the SDK endpoint setting, and the upstream from proxyEndpoint', async (t) => {

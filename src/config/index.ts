@@ -25,9 +25,9 @@ export interface CliArgs {
 }
 
 export function parseCommandLine (argv: string[]): CliArgs {
-  const options: Record<string, { type: 'string' | 'boolean', multiple?: boolean }> = {
-    help: { type: 'boolean' },
-    version: { type: 'boolean' },
+  const options: Record<string, { type: 'string' | 'boolean', multiple?: boolean, short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+    version: { type: 'boolean', short: 'v' },
     config: { type: 'string' }
   }
   for (const s of SETTINGS) {
@@ -88,8 +88,8 @@ export function helpText (): string {
     ...SETTINGS.map((s) => formatOption(
       s.flag === '' ? '(no flag)' : `--${s.flag}${s.kind === 'boolean' ? '' : ` ${s.metavar ?? (s.kind === 'string' ? 'VALUE' : s.kind === 'list' ? 'LIST' : 'N')}`}`,
       s.env, `${s.help} [config: ${s.key}]`)),
-    formatOption('--help', '', 'show this help'),
-    formatOption('--version', '', 'print the version'),
+    formatOption('-h, --help', '', 'show this help'),
+    formatOption('-v, --version', '', 'print the version'),
     '',
     'Registries are addressed, in this order, by containerd\'s ?ns=<registry host>, by the registry',
     'hostname as the first path component (localhost:5000/<host>/team/app), by an alias as the first',

@@ -312,6 +312,14 @@ function checkDockerfile (text: string): { problems: string[], defaults: ImageDe
   const stageStart = from === undefined ? -1 : all.findIndex((i) => i.op === 'FROM' && new RegExp(`\\sAS\\s+${from}$`, 'i').test(i.args))
   const stage = stageStart < 0 ? [] : all.slice(stageStart + 1, all.findIndex((i, n) => n > stageStart && i.op === 'FROM'))
   if (!stage.some((i) => i.op === 'RUN' && /npm ci\b.*--omit=dev/.test(i.args))) problems.push('Dockerfile: node_modules does not come from an `npm ci --omit=dev` stage')
+  // `docker image prune --filter label=ecr-auth-proxy.stage` (the docs) clears the classic builder's <none> stage images.
+  all.forEach((i, n) => {
+    if (i.op !== 'FROM') return
+    const next = all.findIndex((j, m) => m > n && j.op === 'FROM')
+    if (!all.slice(n + 1, next < 0 ? undefined : next).some((j) => j.op === 'LABEL' && /^ecr-auth-proxy\.stage=\S+/.test(j.args))) {
+      problems.push(`Dockerfile: the stage FROM ${i.args} has no LABEL ecr-auth-proxy.stage=…`)
+    }
+  })
   return { problems, defaults: { host: host ?? '', port, uid: uid === undefined ? -1 : Number(uid) } }
 }
 
@@ -743,6 +751,7 @@ function checkCompose (doc: unknown, image: ImageDefaults): string[] {
   const problems: string[] = []
   const top = obj(doc)
   for (const k of Object.keys(top)) if (!COMPOSE_TOP.has(k) && !k.startsWith('x-')) problems.push(`compose: unknown top-level key ${k}`)
+  if ('name' in top) problems.push('compose: a top-level name, which docker-compose 1.29 (Debian 12) rejects')
   const service = obj(obj(top.services)['ecr-auth-proxy'])
   if (Object.keys(service).length === 0) return [...problems, 'compose: no service ecr-auth-proxy']
   for (const k of Object.keys(service)) if (!COMPOSE_SERVICE.has(k) && !k.startsWith('x-')) problems.push(`compose: unknown service key ${k}`)
@@ -1052,7 +1061,8 @@ t.test('each compose rule fails on a broken copy', async (t) => {
     ['stop grace below the drain', (s) => { s.stop_grace_period = '10s' }, /stop_grace_period 10s/],
     ['~/.aws writable', (s) => { s.volumes = ['/home/me/.aws:/home/node/.aws'] }, /\.aws is not mounted read-only/],
     ['a misspelt key', (s) => { s.readonly = true }, /unknown service key readonly/],
-    ['a misspelt top-level key', (_s, top) => { top.service = top.services }, /unknown top-level key service/]
+    ['a misspelt top-level key', (_s, top) => { top.service = top.services }, /unknown top-level key service/],
+    ['a project name', (_s, top) => { top.name = 'ecr-auth-proxy' }, /top-level name/]
   ]
   for (const [name, change, expect] of breakages) {
     const copy = structuredClone(obj(compose.docs[0]))
@@ -1072,7 +1082,8 @@ t.test('each Dockerfile rule fails on a broken copy', async (t) => {
     ['listening on loopback', (s) => s.replace('ECR_PROXY_HOST=0.0.0.0', 'ECR_PROXY_HOST=127.0.0.1'), /ECR_PROXY_HOST is 127\.0\.0\.1/],
     ['another port exposed', (s) => s.replace(/^EXPOSE 5000$/m, 'EXPOSE 8080'), /does not EXPOSE 5000/],
     ['healthcheck with curl', (s) => s.replace(/CMD \["node", "-e", ".*"\]$/m, 'CMD curl -f http://127.0.0.1:5000/healthz'), /HEALTHCHECK does not ask \/healthz with node/],
-    ['development dependencies shipped', (s) => s.replace('COPY --from=deps /src/node_modules', 'COPY --from=build /src/node_modules'), /npm ci --omit=dev/]
+    ['development dependencies shipped', (s) => s.replace('COPY --from=deps /src/node_modules', 'COPY --from=build /src/node_modules'), /npm ci --omit=dev/],
+    ['an unlabelled stage', (s) => s.replace('LABEL ecr-auth-proxy.stage=deps\n', ''), /stage FROM \$\{BUILD_IMAGE\} AS deps has no LABEL/]
   ]
   for (const [name, change, expect] of breakages) {
     const broken = change(text)

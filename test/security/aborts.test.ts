@@ -3,7 +3,7 @@ import { connect } from 'node:net'
 import { Readable } from 'node:stream'
 import t from 'tap'
 import { request } from 'undici'
-import { startCli } from '../helpers/cli-process.js'
+import { startCli, STEADY_HEAP_ENV } from '../helpers/cli-process.js'
 import { startEcrApi } from '../helpers/ecr-api.js'
 import { closeServer, listen } from '../helpers/listen.js'
 import { TokenAuthority } from '../helpers/token-authority.js'
@@ -99,7 +99,8 @@ t.test(`${ABORTS} client aborts mid-download: no upstream socket or response lef
     AWS_ENDPOINT_URL_ECR: api.url,
     AWS_REGION: 'us-east-2',
     AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE',
-    AWS_SECRET_ACCESS_KEY: 'secret'
+    AWS_SECRET_ACCESS_KEY: 'secret',
+    ...STEADY_HEAP_ENV
   })
   t.ok(await eventually(async () => {
     const ready = await request(`${proxy.url}/readyz`).catch(() => undefined)

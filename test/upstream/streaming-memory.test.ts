@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import t from 'tap'
 import { request } from 'undici'
-import { awsTestEnv, startCli, waitReady, type CliProcess } from '../helpers/cli-process.js'
+import { awsTestEnv, startCli, STEADY_HEAP_ENV, waitReady, type CliProcess } from '../helpers/cli-process.js'
 import { syntheticBytes, syntheticDigest } from '../helpers/digest.js'
 import { GiB, startBigBlobRegistry } from '../helpers/big-blob-registry.js'
 import { startEcrApi } from '../helpers/ecr-api.js'
@@ -27,7 +27,7 @@ t.test('a 1 GiB download and upload stream through the proxy in constant memory'
   t.teardown(() => registry.close())
   const api = await startEcrApi({ authority, proxyEndpoint: registry.url })
   t.teardown(() => api.close())
-  const proxy = await startCli(t, ['--upstream', registry.url], awsTestEnv(api.url))
+  const proxy = await startCli(t, ['--upstream', registry.url], { ...awsTestEnv(api.url), ...STEADY_HEAP_ENV })
   await waitReady(proxy)
   const baseline = proxy.memory().current
 
