@@ -46,7 +46,7 @@ t.test('boolean flags and env values', async (t) => {
   t.equal(load(['--fips']).registries[0]?.fips, true)
   t.equal(load([], { ECR_PROXY_FIPS: 'true' }).registries[0]?.fips, true)
   t.equal(load([], { ECR_PROXY_FIPS: '0' }).registries[0]?.fips, false)
-  t.throws(() => load([], { ECR_PROXY_FIPS: 'maybe' }), { message: 'invalid configuration: fips (from ECR_PROXY_FIPS) must be true or false, got "maybe"' })
+  t.throws(() => load([], { ECR_PROXY_FIPS: 'maybe' }), { message: 'invalid configuration: fips (from ECR_PROXY_FIPS) must be true or false (or yes/no, 1/0), got "maybe"' })
 })
 
 t.test('bad values name the key, the source and the value', async (t) => {
@@ -123,7 +123,7 @@ t.test('sectioned config files, with the flat keys of earlier releases mapped in
 
 t.test('errors name the key as its source spelled it', async (t) => {
   const sectioned = configFile('bad-sections.yaml', 'listener: { port: 70000 }\n')
-  t.throws(() => load(['--config', sectioned]), { message: `invalid configuration: listener.port (from config file ${sectioned}) must be integer to be less or equal to 65535, got 70000` })
+  t.throws(() => load(['--config', sectioned]), { message: `invalid configuration: listener.port (from config file ${sectioned}) must be a whole number, at least 0 and at most 65535, got 70000` })
   const registry = configFile('bad-registry.yaml', 'registries: [{ registryId: "12" }]\n')
   t.throws(() => load(['--config', registry]), { message: `invalid configuration: registries.0.registryId (from config file ${registry}) must match ^[0-9]{12}$, got "12"` })
   const unknown = configFile('unknown-key.yaml', 'registries: [{ account: "1" }]\n')
