@@ -30,6 +30,7 @@ export class Registry {
   readonly isDefault: boolean
   #host: string | undefined
   #origin: string | undefined
+  #originHost: string | undefined
 
   constructor (options: RegistryOptions) {
     this.credential = options.credential
@@ -55,7 +56,10 @@ export class Registry {
    * `pending` before either is known.
    */
   get name (): string {
-    return this.#host ?? (this.#origin === undefined ? 'pending' : new URL(this.#origin).host)
+    if (this.#host !== undefined) return this.#host
+    // Read on every request (access log, metrics): the origin's host is parsed once.
+    if (this.#origin !== undefined) this.#originHost ??= new URL(this.#origin).host
+    return this.#originHost ?? 'pending'
   }
 
   /**

@@ -77,12 +77,23 @@ function bodyTimeout (timeoutMs: number): Error {
  * sent once more.
  */
 export function agentTransport (agents: UpstreamAgents): Transport {
+  // Parsed once per origin, not per request.
+  const origins = new Map<string, { protocol: string, hostname: string, port: string }>()
+  const parsed = (origin: string) => {
+    let found = origins.get(origin)
+    if (found === undefined) {
+      const url = new URL(origin)
+      found = { protocol: url.protocol, hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname, port: url.port }
+      origins.set(origin, found)
+    }
+    return found
+  }
   const once = (request: TransportRequest): Promise<TransportResponse> => new Promise((resolve, reject) => {
-    const secure = request.origin.startsWith('https:')
-    const url = new URL(request.origin)
+    const url = parsed(request.origin)
+    const secure = url.protocol === 'https:'
     const req = (secure ? https : http).request({
       protocol: url.protocol,
-      hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+      hostname: url.hostname,
       port: url.port,
       method: request.method,
       path: request.path,
