@@ -10,7 +10,7 @@
 #     bench/experiments/forward-variants.ts (evidence for tuning; not part of the budget)
 #   BENCH_PROXY_VARIANTS='name|node flags|proxy flags;...' extra proxy instances, e.g.
 #     'semi1|--max-semi-space-size=1|;warn||--log-level warn' (evidence for tuning; not in the budget)
-#   BENCH_SKIP_UPLOADS=1 (downloads and manifests only)
+#   BENCH_SKIP_UPLOADS=1 (downloads and manifests only) BENCH_INSTALL_ONLY=1 (install the peers, measure nothing)
 #   BENCH_PIN=1: on 2+ cores the registry (the stand-in for ECR, which is remote in real life) gets
 #     CPU 0 to itself and everything else (clients, nginx, the proxy) the other CPUs; 0 = no pinning
 # Everything listens on 127.0.0.1 only and is torn down on exit.
@@ -68,6 +68,7 @@ install_peers () {
   { command -v htpasswd >/dev/null && command -v ab >/dev/null; } || missing+=(apache2-utils)
   command -v curl >/dev/null || missing+=(curl)
   command -v jq >/dev/null || missing+=(jq)
+  command -v openssl >/dev/null || missing+=(openssl)
   [ ${#missing[@]} -gt 0 ] || return 0
   log "installing ${missing[*]} with apt-get"
   local sudo=()
@@ -87,6 +88,7 @@ install_peers () {
   [ $rc -eq 0 ] || die "apt-get failed ($rc)"
 }
 install_peers
+if [ "${BENCH_INSTALL_ONLY:-0}" = 1 ]; then log "peers present; BENCH_INSTALL_ONLY=1, stopping here"; exit 0; fi
 # the installer may not count against the measured run
 DEADLINE=$((SECONDS + TIME_LIMIT))
 
