@@ -19,6 +19,7 @@
 #   BENCH_REQUIRE_PROXY=1 (fail if it cannot run) BENCH_PROXY_LOG_LEVEL=info BENCH_KEEP=1 (keep the work dir)
 #   BENCH_TIME_LIMIT=1200 (seconds) BENCH_SKIP_UPLOADS=1 (downloads only)
 #   BENCH_INSTALL_ONLY=1 (install the peers, measure nothing)
+#   BENCH_SMOKE=1 (npm run bench:smoke: short cells, a 64 MiB blob, no profile; results stay in the work dir)
 #   BENCH_VARIANTS="node-http undici-stream ..." also measures minimal forwarders from
 #     bench/experiments/forward-variants.ts on the plain sets (evidence for tuning; not in the budget)
 #   BENCH_PROXY_VARIANTS='name|node flags|proxy flags;...' extra proxy instances, e.g.
@@ -31,6 +32,13 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
+SMOKE=${BENCH_SMOKE:-0}
+if [ "$SMOKE" = 1 ]; then
+  # a quick check that every part still runs (about 2-3 minutes); its figures mean little and
+  # are not written to bench/results
+  : "${BENCH_BLOB_MIB:=64}" "${BENCH_WRK_SECONDS:=1}" "${BENCH_ROUNDS:=1}" "${BENCH_DOWNLOAD_REPS:=1}"
+  : "${BENCH_LOAD_SECONDS:=2}" "${BENCH_PROFILE:=0}"
+fi
 SETS=${BENCH_SETS:-fast fast-tls registry registry-tls}
 BLOB_MIB=${BENCH_BLOB_MIB:-1024}
 CHUNK_MIB=${BENCH_CHUNK_MIB:-8}
@@ -592,6 +600,8 @@ jq -n --arg before "$LOAD_BEFORE" --arg after "$LOAD_AFTER" --arg blobmib "$BLOB
     sets: ($sets | split(" ") | map(select(. != ""))), concurrencies: ($conc | split(" ") | map(select(. != "") | tonumber)),
     rounds: $rounds, wrkSeconds: $wrk, downloadReps: $reps, chunkSize: $chunk, loadClients: $lc, loadSeconds: $ls,
     elapsedSeconds: $elapsed}' > "$WORK/part-run.json"
-bounded 60 "${TS_NODE[@]}" bench/report.ts --work "$WORK" --results "$ROOT/bench/results"
+RESULTS="$ROOT/bench/results"
+[ "$SMOKE" = 1 ] && RESULTS="$WORK/results"
+bounded 60 "${TS_NODE[@]}" bench/report.ts --work "$WORK" --results "$RESULTS"
 log "done in $((SECONDS / 60)) min $((SECONDS % 60)) s"
-cat "$ROOT/bench/results/latest.md"
+cat "$RESULTS/latest.md"
