@@ -17,7 +17,7 @@
 #   BENCH_SMALL_AUTH=off|htpasswd|both|none (the registry-bound manifest rows, c16, one round)
 #   BENCH_PROFILE=1 (CPU-profile the proxy: small requests on fast, blobs on registry-tls)
 #   BENCH_REQUIRE_PROXY=1 (fail if it cannot run) BENCH_PROXY_LOG_LEVEL=info BENCH_KEEP=1 (keep the work dir)
-#   BENCH_TIME_LIMIT=1200 (seconds) BENCH_SKIP_UPLOADS=1 (downloads only)
+#   BENCH_TIME_LIMIT=1500 (seconds; the last 60 are kept for the report) BENCH_SKIP_UPLOADS=1 (downloads only)
 #   BENCH_INSTALL_ONLY=1 (install the peers, measure nothing)
 #   BENCH_SMOKE=1 (npm run bench:smoke: short cells, a 64 MiB blob, no profile; results stay in the work dir)
 #   BENCH_VARIANTS="node-http undici-stream ..." also measures minimal forwarders from
@@ -57,24 +57,23 @@ PROXY_VARIANTS=${BENCH_PROXY_VARIANTS:-}
 PIN=${BENCH_PIN:-1}
 REQUIRE_PROXY=${BENCH_REQUIRE_PROXY:-0}
 PROXY_LOG_LEVEL=${BENCH_PROXY_LOG_LEVEL:-info}
-TIME_LIMIT=${BENCH_TIME_LIMIT:-1200}
-DEADLINE=$((SECONDS + TIME_LIMIT))
+TIME_LIMIT=${BENCH_TIME_LIMIT:-1500}
+# the last minute of the limit is kept for the report, which is written whatever got measured
+REPORT_RESERVE=60
+DEADLINE=$((SECONDS + TIME_LIMIT - REPORT_RESERVE))
 TS_NODE=(node --import=@tapjs/typescript/import)
 export TS_NODE_TRANSPILE_ONLY=1
 
 log () { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die () { log "ERROR: $*"; exit 1; }
-remaining () {
-  local r=$((DEADLINE - SECONDS))
-  if [ "$r" -le 5 ]; then die "time limit of ${TIME_LIMIT}s reached"; fi
-  echo "$r"
-}
-# bounded <max seconds> cmd...: run a step, never past the overall deadline. It runs in the
-# background and is waited for, so that Ctrl-C / SIGTERM reach the traps at once.
+# bounded <max seconds> cmd...: run a step, never past the overall deadline (past it: skipped,
+# status 124). It runs in the background and is waited for, so that Ctrl-C / SIGTERM reach the
+# traps at once.
 STEP_PID=''
 bounded () {
   local max=$1; shift
-  local r; r=$(remaining)
+  local r=$((DEADLINE - SECONDS))
+  if [ "$r" -le 5 ]; then log "WARNING: the time limit (${TIME_LIMIT}s) is reached; skipped: $1 $2 $3 …"; return 124; fi
   [ "$max" -lt "$r" ] || max=$r
   timeout --kill-after=5 "$max" "$@" < /dev/null &
   STEP_PID=$!
@@ -116,7 +115,13 @@ install_peers () {
 install_peers
 if [ "${BENCH_INSTALL_ONLY:-0}" = 1 ]; then log "peers present; BENCH_INSTALL_ONLY=1, stopping here"; exit 0; fi
 # the installer may not count against the measured run
-DEADLINE=$((SECONDS + TIME_LIMIT))
+DEADLINE=$((SECONDS + TIME_LIMIT - REPORT_RESERVE))
+# time_for SET: is there time left to start a set? (otherwise it is left out, with a warning)
+time_for () {
+  [ $((DEADLINE - SECONDS)) -gt 60 ] && return 0
+  log "WARNING: the time limit (${TIME_LIMIT}s) is close; set $1 left out"
+  return 1
+}
 
 # ---------------------------------------------------------------- CPU pinning
 CORES=$(nproc)
@@ -514,7 +519,8 @@ profile_proxy () { # profile_proxy small|blob: restart the set's proxy under --c
   PROXY_PID=''
   prof=$(ls "$WORK/prof-$what"/*.cpuprofile 2>/dev/null | head -1 || true)
   if [ -n "$prof" ]; then
-    bounded 60 "${TS_NODE[@]}" bench/cpuprofile-top.ts "$prof" --out "$WORK/part-profile-$what.json" --label "$what ($SET)"
+    bounded 60 "${TS_NODE[@]}" bench/cpuprofile-top.ts "$prof" --out "$WORK/part-profile-$what.json" --label "$what ($SET)" \
+      || log "WARNING: the profile could not be summarised"
   else
     log "WARNING: no .cpuprofile written (did the proxy exit cleanly on SIGTERM?)"
   fi
@@ -534,7 +540,7 @@ small_max () { echo $(( 30 + $(ntargets) * (2 + ROUNDS * 3 * NCONC * (WRK_SECOND
 
 if has_set fast || has_set fast-tls; then start_fast_upstream; fi
 for s in fast fast-tls; do
-  has_set "$s" || continue
+  has_set "$s" && time_for "$s" || continue
   if [ "$s" = fast ]; then start_set fast "http://127.0.0.1:$FAST_PORT"; else start_set fast-tls "https://127.0.0.1:$FAST_TLS_PORT"; fi
   IDLE=(--idle)
   if [ "$s" = fast ] && [ "$LOAD_CLIENTS" -gt 0 ]; then
@@ -553,7 +559,7 @@ BLOB_ARGS=()
 [ "${BENCH_SKIP_UPLOADS:-0}" = 1 ] && BLOB_ARGS+=(--skip-uploads)
 # a generous bound: every target at >= ~100 MiB/s
 blob_max () { echo $(( 60 + $(ntargets) * (BLOB_MIB * (DOWNLOAD_REPS + 8 + 2) / 100 + 20) )); }
-if has_set registry; then
+if has_set registry && time_for registry; then
   start_set registry "$DIRECT"
   log "blob downloads and uploads (registry)"
   measure "$(blob_max)" blobs --phase blobs --idle "${BLOB_ARGS[@]}"
@@ -572,7 +578,7 @@ if has_set registry; then
   fi
   stop_set
 fi
-if has_set registry-tls; then
+if has_set registry-tls && time_for registry-tls; then
   render_nginx bench/nginx/tls-terminator.conf "$WORK/nginx-tls" "LISTEN=127.0.0.1:$TLS_PORT" \
     "UPSTREAM=127.0.0.1:$REG_PORT" "SELF=127.0.0.1:$TLS_PORT"
   start_nginx "$WORK/nginx-tls"
@@ -602,6 +608,6 @@ jq -n --arg before "$LOAD_BEFORE" --arg after "$LOAD_AFTER" --arg blobmib "$BLOB
     elapsedSeconds: $elapsed}' > "$WORK/part-run.json"
 RESULTS="$ROOT/bench/results"
 [ "$SMOKE" = 1 ] && RESULTS="$WORK/results"
-bounded 60 "${TS_NODE[@]}" bench/report.ts --work "$WORK" --results "$RESULTS"
+timeout --kill-after=5 $REPORT_RESERVE "${TS_NODE[@]}" bench/report.ts --work "$WORK" --results "$RESULTS"
 log "done in $((SECONDS / 60)) min $((SECONDS % 60)) s"
 cat "$RESULTS/latest.md"
