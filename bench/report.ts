@@ -336,12 +336,13 @@ function memoryTable (L: string[], parts: Parts): void {
   if (Object.keys(ld).length > 0) {
     const clients = parts.run.loadClients
     const secs = parts.run.loadSeconds
-    const t = `${clients} concurrent manifest GET clients, ${secs} s (fast)`
+    const t = `${clients} concurrent manifest GET clients, ${secs} s (fast; exact latencies)`
     line(`${t}: req/s`, (n) => ld[n]?.rps, (x) => num(x), false)
     line(`${t}: p50 / p99 ms`, (n) => ld[n]?.latencyMs.p50, (x) => num(x), false)
     L.pop()
     L.push(`| ${t}: p50 / p99 ms | ${ordered.map((n) => ld[n] === undefined ? 'n/a' : `${ld[n].latencyMs.p50.toFixed(1)} / ${ld[n].latencyMs.p99.toFixed(1)}`).join(' | ')}${floorCol ? ' | ' : ''} |`)
     line(`${t}: requests waiting past 2 s`, (n) => ld[n]?.over2s, (x) => num(x), false)
+    line(`${t}: of them sent in the first second`, (n) => ld[n]?.over2sSentInFirstSecond, (x) => num(x), false)
     line(`${t}: CPU µs/request`, (n) => ld[n]?.cpuUsPerRequest ?? undefined, (x) => num(x), false)
     line(`${t}: upstream connections closed during it`, (n) => ld[n]?.upstreamClosed ?? undefined, (x) => num(x), false)
     line(`${t}: RSS before`, (n) => ld[n] === undefined ? undefined : MB(ld[n].rssBeforeKiB), (x) => x === undefined ? 'n/a' : x.toFixed(1))
