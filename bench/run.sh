@@ -127,6 +127,12 @@ time_for () {
 CORES=$(nproc)
 FWD_PIN=()
 PINNING="none"
+if [ "$CORES" -lt "$(nproc --all)" ]; then
+  # nproc counts the CPUs this process may use: someone started the harness with a narrower
+  # affinity, and then the forwarders cannot have a CPU of their own
+  log "WARNING: the harness may use only $CORES of $(nproc --all) CPUs (CPU affinity $(taskset -pc $$ | sed 's/.*: //')); no pinning"
+  PINNING="none (the harness was started with access to $CORES of $(nproc --all) CPUs)"
+fi
 if [ "$PIN" = 1 ] && [ "$CORES" -ge 2 ] && command -v taskset >/dev/null; then
   [ "$FWD_CPU" -lt "$CORES" ] || die "BENCH_FORWARDER_CPU=$FWD_CPU, but there are $CORES CPUs"
   OTHER_CPUS=$(seq 0 $((CORES - 1)) | grep -vx "$FWD_CPU" | paste -sd, -)
@@ -507,14 +513,14 @@ ntargets () { jq '.targets | length' "$WORK/plan-$SET.json"; }
 profile_proxy () { # profile_proxy small|blob: restart the set's proxy under --cpu-prof, load it, summarise
   local what=$1 prof
   [ "$PROFILE" = 1 ] && [ -n "$PROXY_PID" ] || return 0
-  if [ $((DEADLINE - SECONDS)) -lt $((60 + BLOB_MIB * 12 / 100)) ]; then log "WARNING: not enough time left for the CPU profile; skipped"; return 0; fi
+  if [ $((DEADLINE - SECONDS)) -lt $((60 + BLOB_MIB * 25 / 100)) ]; then log "WARNING: not enough time left for the CPU profile; skipped"; return 0; fi
   log "CPU profile of the proxy: $what ($SET)"
   stop_pid "$PROXY_PID"
   forget_set_pid "$PROXY_PID"
   mkdir -p "$WORK/prof-$what"
   launch_proxy "$PROXY_PORT" "$WORK/proxy-$SET-prof.log" "--cpu-prof --cpu-prof-dir=$WORK/prof-$what" "" "$SET_UPSTREAM"
   PROXY_PID=$STARTED_PID
-  measure $((30 + BLOB_MIB * 10 / 100)) "profile-run-$what" --phase "profile-$what"
+  measure $((60 + BLOB_MIB * 25 / 100)) "profile-run-$what" --phase "profile-$what"
   stop_pid "$PROXY_PID"
   PROXY_PID=''
   prof=$(ls "$WORK/prof-$what"/*.cpuprofile 2>/dev/null | head -1 || true)
