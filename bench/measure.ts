@@ -1,25 +1,47 @@
-// Measurement driver for bench/run.sh. Every load generator is bounded in time; results go to --out as JSON.
+// Measurement driver for bench/run.sh. Every load generator is bounded in time; results go to --out as JSON,
+// keyed by the plan's set (the upstream the targets forward to: registry, registry-tls, fast, fast-tls).
 //   --phase blobs          1 GiB download (1 and 8 clients, RSS sampled), monolithic and chunked upload
-//   --phase small          manifest HEAD/GET with wrk at concurrency 1, 16, 64 (--mode labels the registry's auth)
+//   --phase small          small requests (manifest HEAD/GET, tags/list) at the plan's concurrencies
+//                          (--mode labels the run; --cases / --concurrency / --rounds override the plan)
+//   --phase load           many concurrent manifest clients (plan.load) per forwarder: latency, requests
+//                          waiting past 2 s, RSS sampled during the load and read again after it
+//   --idle                 first: each forwarder's RSS while idle (it was just started), before any load
 //   --phase profile-small  load on the proxy only while it runs under --cpu-prof
 //   --phase profile-blob   idem, one download and one upload
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { open, readFile, writeFile } from 'node:fs/promises'
 import http from 'node:http'
+import net from 'node:net'
+import https from 'node:https'
 import type { Readable } from 'node:stream'
 import { parseArgs } from 'node:util'
 
 export interface Target {
   name: string
-  kind: 'direct' | 'nginx' | 'proxy' | 'variant'
+  kind: 'direct' | 'nginx' | 'node' | 'proxy' | 'variant'
   base: string
   auth: string | null
   pids: number[]
 }
 
+/** One kind of small request: what the `small` phase measures per target and concurrency. */
+export interface SmallCase {
+  id: string
+  label: string
+  method: 'HEAD' | 'GET'
+  path: string
+}
+
 export interface Plan {
+  /** which upstream the targets forward to: registry, registry-tls, fast, fast-tls */
+  set: string
+  /** the upstream's origin (also the direct target's base) */
+  upstream: string
+  tls: boolean
+  /** the certificate the TLS upstreams present (self-signed), for direct clients; null: plain */
+  caFile: string | null
   targets: Target[]
   repo: string
   tag: string
@@ -32,6 +54,10 @@ export interface Plan {
   rounds: number
   /** repetitions of the 1-client download (median reported) */
   downloadReps: number
+  smallCases: SmallCase[]
+  concurrencies: number[]
+  /** the many-clients memory test */
+  load: { clients: number, seconds: number, settleSeconds: number }
 }
 
 export interface TransferResult {
@@ -62,8 +88,24 @@ export interface RssResult {
   hwmKiB: number | null
 }
 
+export interface IdleRss { rssKiB: number, anonKiB: number }
+
+export interface LoadResult extends WrkResult {
+  /** requests answered after more than 2 s, plus timeouts (10 s) */
+  over2s: number
+  /** of those answered after more than 2 s, the ones sent in the first second (the connection burst) */
+  over2sSentInFirstSecond: number
+  /** RSS of the forwarder just before the load, sampled during it, and after settleSeconds of quiet */
+  rssBeforeKiB: number
+  rss: RssResult
+  rssAfterKiB: number
+  anonAfterKiB: number
+  /** connections to the upstream that were closed during the load (new TIME-WAIT sockets on its port); null: unknown */
+  upstreamClosed: number | null
+}
+
 export interface WrkResult {
-  tool: 'wrk' | 'ab'
+  tool: 'wrk' | 'ab' | 'node'
   ok: boolean
   error?: string
   concurrency: number
@@ -130,7 +172,7 @@ interface HttpAnswer { status: number, headers: http.IncomingHttpHeaders, body: 
 function request (url: string, method: string, headers: Record<string, string | number>, body: Readable | Buffer | null,
   agent: http.Agent, timeoutMs: number): Promise<HttpAnswer> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers, agent }, (res) => {
+    const req = (url.startsWith('https:') ? https : http).request(url, { method, headers, agent }, (res) => {
       const parts: Buffer[] = []
       let size = 0
       res.on('data', (d: Buffer) => { size += d.length; if (size < 1e6) parts.push(d) })
@@ -146,6 +188,24 @@ function request (url: string, method: string, headers: Record<string, string | 
       body.pipe(req)
     }
   })
+}
+
+/** A keep-alive agent for the target's scheme (https: trusting the plan's self-signed certificate). */
+function agentFor (plan: Plan, t: Target): http.Agent {
+  return t.base.startsWith('https:')
+    ? new https.Agent({ keepAlive: true, maxSockets: 1, ...(plan.caFile === null ? {} : { ca: readFileSyncCa(plan.caFile) }) })
+    : new http.Agent({ keepAlive: true, maxSockets: 1 })
+}
+
+let caCache: { file: string, pem: string } | undefined
+function readFileSyncCa (file: string): string {
+  if (caCache?.file !== file) caCache = { file, pem: readFileSync(file, 'utf8') }
+  return caCache.pem
+}
+
+/** curl arguments for the target's scheme. */
+function curlTls (plan: Plan, t: Target): string[] {
+  return t.base.startsWith('https:') && plan.caFile !== null ? ['--cacert', plan.caFile] : []
 }
 
 function authHeaders (t: Target): Record<string, string> {
@@ -242,7 +302,7 @@ function sampleRss (pids: number[]): { stop: () => Promise<RssResult> } {
 
 async function download (plan: Plan, t: Target, clients: number): Promise<DownloadResult> {
   const url = `${t.base}/v2/${plan.repo}/blobs/${plan.blob.digest}`
-  const args = ['-sS', '-L', '-o', '/dev/null', '--max-time', '300', '-w', '%{http_code} %{size_download} %{time_total}']
+  const args = ['-sS', '-L', '-o', '/dev/null', '--max-time', '300', '-w', '%{http_code} %{size_download} %{time_total}', ...curlTls(plan, t)]
   if (t.auth !== null) args.push('-H', `Authorization: ${t.auth}`)
   args.push(url)
   const start = performance.now()
@@ -284,12 +344,12 @@ async function startUpload (plan: Plan, t: Target, agent: http.Agent, repo: stri
 }
 
 async function uploadMonolithic (plan: Plan, t: Target): Promise<TransferResult> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  const agent = agentFor(plan, t)
   const start = performance.now()
   try {
     const loc = await startUpload(plan, t, agent, `bench/upload-mono-${t.name}`)
     const args = ['-sS', '-X', 'PUT', '-T', plan.blob.path, '-H', 'Content-Type: application/octet-stream', '-H', 'Expect:',
-      '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '300']
+      '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '300', ...curlTls(plan, t)]
     if (t.auth !== null) args.push('-H', `Authorization: ${t.auth}`)
     args.push(withDigest(loc, plan.blob.digest))
     const r = await run('curl', args, 310_000)
@@ -308,7 +368,7 @@ async function uploadMonolithic (plan: Plan, t: Target): Promise<TransferResult>
  * client spends little CPU: it shares the CPUs with the proxy), then PUT ?digest=.
  */
 async function uploadChunked (plan: Plan, t: Target): Promise<TransferResult & { chunks: number }> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  const agent = agentFor(plan, t)
   const file = await open(plan.blob.path, 'r')
   const part = Buffer.allocUnsafe(plan.chunkSize)
   const start = performance.now()
@@ -366,11 +426,11 @@ async function settle (): Promise<void> {
 async function blobs (plan: Plan, skipUploads: boolean, outFile: string): Promise<unknown> {
   const out: Record<string, Record<string, unknown>> = {}
   for (const t of plan.targets) out[t.name] = {}
-  partial = { out: outFile, result: () => ({ blobs: out }) }
+  partial = { out: outFile, result: () => ({ set: plan.set, blobs: out }) }
   const note = (t: Target, key: string, v: unknown): void => {
     const slot = out[t.name]
     if (slot !== undefined) slot[key] = v
-    console.error(`  ${t.name.padEnd(22)} ${key.padEnd(16)} ${JSON.stringify(v).slice(0, 220)}`)
+    console.error(`  ${plan.set.padEnd(12)} ${t.name.padEnd(16)} ${key.padEnd(16)} ${JSON.stringify(v).slice(0, 200)}`)
   }
   // Interleave targets per test (rotating the order) so that background drift hits all alike.
   const reps = Math.max(1, Math.min(plan.downloadReps, 10))
@@ -407,8 +467,13 @@ async function blobs (plan: Plan, skipUploads: boolean, outFile: string): Promis
 
 // ------------------------------------------------------------------ small requests
 
-async function wrk (plan: Plan, t: Target, method: 'HEAD' | 'GET', concurrency: number, seconds: number): Promise<WrkResult> {
-  const url = `${t.base}/v2/${plan.repo}/manifests/${plan.tag}`
+function manifestPath (plan: Plan): string {
+  return `/v2/${plan.repo}/manifests/${plan.tag}`
+}
+
+async function wrk (plan: Plan, t: Target, method: 'HEAD' | 'GET', concurrency: number, seconds: number,
+  path = manifestPath(plan)): Promise<WrkResult> {
+  const url = `${t.base}${path}`
   const env = { ...process.env, WRK_METHOD: method, WRK_AUTH: t.auth ?? '' }
   const args = ['-t1', `-c${concurrency}`, `-d${seconds}s`, '--timeout', '5s', '--latency', '-s', plan.wrkScript, url]
   const r = await run('wrk', args, (seconds + 20) * 1000, env)
@@ -447,8 +512,8 @@ const ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.
  * HEAD load with ApacheBench (-i): wrk's parser waits for a body after a HEAD answer that carries
  * Content-Length (the registry's does), so wrk cannot drive HEAD here. ab's CSV gives percentiles in ms.
  */
-async function abHead (plan: Plan, t: Target, concurrency: number, seconds: number, csv: string): Promise<WrkResult> {
-  const url = `${t.base}/v2/${plan.repo}/manifests/${plan.tag}`
+async function abHead (plan: Plan, t: Target, concurrency: number, seconds: number, csv: string, path = manifestPath(plan)): Promise<WrkResult> {
+  const url = `${t.base}${path}`
   const args = ['-i', '-k', '-q', '-r', '-c', String(concurrency), '-t', String(seconds), '-n', '10000000', '-s', '10',
     '-e', csv, '-H', `Accept: ${ACCEPT}`]
   if (t.auth !== null) args.push('-H', `Authorization: ${t.auth}`)
@@ -527,40 +592,216 @@ function aggregate (runs: WrkResult[]): WrkResult {
   return res
 }
 
-async function small (plan: Plan, mode: string, outFile: string): Promise<unknown> {
+export interface SmallOptions { mode: string, cases: SmallCase[], concurrencies: number[], rounds: number }
+
+/** Small requests: result[mode][target][case id][`c${concurrency}`], medians over the rounds. */
+async function small (plan: Plan, o: SmallOptions, outFile: string): Promise<unknown> {
   const runs = new Map<string, WrkResult[]>()
   const result = (): unknown => {
     const out: Record<string, Record<string, Record<string, WrkResult>>> = {}
     for (const t of plan.targets) {
-      out[t.name] = { HEAD: {}, GET: {} }
-      for (const method of ['HEAD', 'GET'] as const) {
-        for (const c of [1, 16, 64]) {
-          const slot = out[t.name]?.[method]
-          const rs = runs.get(`${t.name} ${method} c${c}`)
-          if (slot !== undefined && rs !== undefined) slot[`c${c}`] = aggregate(rs)
+      const row: Record<string, Record<string, WrkResult>> = {}
+      out[t.name] = row
+      for (const k of o.cases) {
+        const cells: Record<string, WrkResult> = {}
+        row[k.id] = cells
+        for (const c of o.concurrencies) {
+          const rs = runs.get(`${t.name} ${k.id} c${c}`)
+          if (rs !== undefined) cells[`c${c}`] = aggregate(rs)
         }
       }
     }
-    return { small: { [mode]: out } }
+    return { small: { [o.mode]: out } }
   }
-  partial = { out: outFile, result }
+  partial = { out: outFile, result: () => ({ set: plan.set, ...(result() as object) }) }
   for (const t of plan.targets) await wrk(plan, t, 'GET', 16, 1) // warm-up: connections, caches, JIT
-  const rounds = Math.max(1, Math.min(plan.rounds, 10))
-  for (let round = 0; round < rounds; round++) {
-    for (const method of ['HEAD', 'GET'] as const) {
-      for (const c of [1, 16, 64]) {
+  for (let round = 0; round < o.rounds; round++) {
+    for (const k of o.cases) {
+      for (const c of o.concurrencies) {
         for (const t of rotated(plan.targets, round)) {
-          const r = await withCpu(t.pids, async () => method === 'HEAD'
-            ? await abHead(plan, t, c, plan.wrkSeconds, `${plan.workDir}/ab-${t.name}-${c}.csv`)
-            : await wrk(plan, t, method, c, plan.wrkSeconds))
-          const key = `${t.name} ${method} c${c}`
+          const r = await withCpu(t.pids, async () => k.method === 'HEAD'
+            ? await abHead(plan, t, c, plan.wrkSeconds, `${plan.workDir}/ab-${plan.set}-${t.name}-${c}.csv`, k.path)
+            : await wrk(plan, t, k.method, c, plan.wrkSeconds, k.path))
+          const key = `${t.name} ${k.id} c${c}`
           runs.set(key, [...(runs.get(key) ?? []), r])
-          console.error(`  #${round + 1} ${t.name.padEnd(22)} ${method.padEnd(4)} c${String(c).padEnd(3)} ${String(r.rps).padStart(8)} req/s  p50 ${r.latencyMs.p50} ms  p99 ${r.latencyMs.p99} ms${r.ok ? '' : '  ' + (r.error ?? '')}`)
+          console.error(`  #${round + 1} ${plan.set.padEnd(12)} ${t.name.padEnd(16)} ${k.label.padEnd(14)} c${String(c).padEnd(3)} ${String(r.rps).padStart(8)} req/s  p50 ${r.latencyMs.p50} ms  p99 ${r.latencyMs.p99} ms  ${r.cpuSeconds === null || r.cpuSeconds === undefined || r.requests === 0 ? '' : `${Math.round(r.cpuSeconds * 1e6 / r.requests)} µs/req`}${r.ok ? '' : '  ' + (r.error ?? '')}`)
         }
       }
     }
   }
   return result()
+}
+
+// ------------------------------------------------------------------ idle RSS and many clients
+
+async function rssOf (pids: number[]): Promise<IdleRss> {
+  let rssKiB = 0
+  let anonKiB = 0
+  for (const root of pids) {
+    for (const p of await processTree(root)) {
+      const status = await statusOf(p)
+      rssKiB += readStatusKiB(p, 'VmRSS', status)
+      anonKiB += readStatusKiB(p, 'RssAnon', status)
+    }
+  }
+  return { rssKiB, anonKiB }
+}
+
+const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
+
+/** Each forwarder's RSS while idle: the targets were just started (one health check, one manifest GET). */
+async function idle (plan: Plan): Promise<Record<string, IdleRss>> {
+  await sleep(3000)
+  const out: Record<string, IdleRss> = {}
+  for (const t of plan.targets) {
+    if (t.pids.length === 0) continue
+    const r = await rssOf(t.pids)
+    out[t.name] = r
+    console.error(`  ${plan.set.padEnd(12)} ${t.name.padEnd(16)} idle RSS ${(r.rssKiB / 1024).toFixed(1)} MiB (anon ${(r.anonKiB / 1024).toFixed(1)})`)
+  }
+  return out
+}
+
+/**
+ * `clients` concurrent clients, each on its own kept-alive connection, sending manifest GETs one
+ * after another for `seconds`. A raw-socket client (a Node http.Agent costs more CPU per request
+ * than the forwarders it would be measuring, and shares a CPU with the upstream), with every
+ * request's time recorded exactly: wrk corrects its percentiles for coordinated omission by adding
+ * synthetic samples, which would make a count of slow answers meaningless. Requests still out when
+ * the time is up are waited for (up to their 10 s timeout) and counted in the latencies: p50/p99
+ * over all answers; over2s = answers that took longer than 2 s plus timeouts; req/s = answers
+ * completed within the time. Plain HTTP only (the forwarders' side).
+ */
+async function manyClients (plan: Plan, t: Target, clients: number, seconds: number): Promise<WrkResult & { over2s: number, over2sSentInFirstSecond: number }> {
+  const u = new URL(`${t.base}${manifestPath(plan)}`)
+  if (u.protocol !== 'http:') throw new Error('manyClients: plain HTTP targets only')
+  const head = Buffer.from(`GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nAccept: application/vnd.oci.image.manifest.v1+json\r\n` +
+    (t.auth === null ? '' : `Authorization: ${t.auth}\r\n`) + '\r\n', 'latin1')
+  const latencies: number[] = []
+  const errors = { connect: 0, read: 0, write: 0, status: 0, timeout: 0 }
+  const start = performance.now()
+  const end = start + seconds * 1000
+  let withinTime = 0
+  let over2sEarly = 0
+  let lastError = ''
+  /** One client: resolves when its last request (sent before `end`) is answered or failed. */
+  const client = (): Promise<void> => new Promise((resolve) => {
+    let sent = 0
+    let buf: Buffer = Buffer.alloc(0)
+    let timer: NodeJS.Timeout | undefined
+    let waiting = false
+    let finished = false
+    let sock: net.Socket
+    const send = (): void => {
+      if (performance.now() >= end) { finished = true; sock.destroy(); resolve(); return }
+      sent = performance.now()
+      waiting = true
+      timer = setTimeout(() => { errors.timeout++; lastError = 'no answer within 10 s'; waiting = false; replace() }, 10_000)
+      sock.write(head)
+    }
+    /** a new connection (then the next request); the old one, if any, is dropped */
+    const replace = (): void => {
+      const old = sock as net.Socket | undefined
+      open()
+      old?.destroy()
+    }
+    const open = (): void => {
+      buf = Buffer.alloc(0)
+      let connected = false
+      const s = net.connect({ host: u.hostname, port: Number(u.port) }, () => { connected = true; send() })
+      sock = s
+      s.setNoDelay(true)
+      s.on('data', (d: Buffer) => {
+        if (s !== sock) return
+        buf = buf.length === 0 ? d : Buffer.concat([buf, d])
+        const eoh = buf.indexOf('\r\n\r\n')
+        if (eoh < 0) return
+        const headText = buf.toString('latin1', 0, eoh)
+        const m = /\r\ncontent-length:\s*(\d+)/i.exec(headText)
+        if (m !== null) {
+          if (buf.length < eoh + 4 + Number(m[1])) return
+        } else if (/\r\ntransfer-encoding:\s*chunked/i.test(headText) && buf.indexOf('\r\n0\r\n\r\n', eoh) < 0) return
+        clearTimeout(timer)
+        waiting = false
+        const now = performance.now()
+        if (!headText.startsWith('HTTP/1.1 200')) { errors.status++; lastError = headText.slice(0, 40) } else {
+          latencies.push(now - sent)
+          if (now <= end) withinTime++
+          if (now - sent > 2000 && sent - start < 1000) over2sEarly++
+        }
+        buf = Buffer.alloc(0)
+        if (/\r\nconnection:\s*close/i.test(headText)) replace()
+        else send()
+      })
+      s.on('error', (err) => { lastError = String(err) })
+      s.on('close', () => {
+        if (s !== sock || finished) return
+        // closed under a request (or before the first): count it, and carry on on a new connection
+        if (waiting) { clearTimeout(timer); waiting = false; errors.read++ }
+        if (performance.now() >= end) { finished = true; resolve(); return }
+        if (connected) open()
+        else { errors.connect++; setTimeout(open, 50) }
+      })
+    }
+    open()
+  })
+  await Promise.all(Array.from({ length: clients }, client))
+  const secs = (end - start) / 1000
+  latencies.sort((a, b) => a - b)
+  const pct = (p: number): number => latencies.length === 0 ? 0 : round(latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0, 3)
+  const errs = errors.connect + errors.read + errors.write + errors.status + errors.timeout
+  const res: WrkResult & { over2s: number, over2sSentInFirstSecond: number } = {
+    tool: 'node',
+    ok: errs === 0 && latencies.length > 0,
+    concurrency: clients,
+    requests: latencies.length,
+    seconds: round(secs, 3),
+    rps: round(withinTime / secs),
+    errors,
+    latencyMs: { p50: pct(50), p75: pct(75), p90: pct(90), p99: pct(99), p999: pct(99.9), mean: round(latencies.reduce((a, b) => a + b, 0) / Math.max(1, latencies.length), 3), max: round(latencies.at(-1) ?? 0, 3) },
+    over2s: latencies.filter((ms) => ms > 2000).length + errors.timeout,
+    over2sSentInFirstSecond: over2sEarly
+  }
+  if (!res.ok) res.error = `${errs} errors: ${JSON.stringify(errors)} (last: ${lastError.slice(0, 200)})`
+  return res
+}
+
+/** Loopback TCP sockets in TIME-WAIT to or from the upstream's port: each is one closed connection (for 60 s). */
+async function timeWaitTo (upstream: string): Promise<number | null> {
+  const port = new URL(upstream).port
+  if (port === '') return null
+  const r = await run('ss', ['-Htan', 'state', 'time-wait', `( dport = :${port} or sport = :${port} )`], 10_000)
+  return r.code === 0 ? r.stdout.split('\n').filter((l) => l.trim() !== '').length : null
+}
+
+/** plan.load.clients concurrent manifest GETs for plan.load.seconds against each forwarder. */
+async function load (plan: Plan, outFile: string): Promise<unknown> {
+  const out: Record<string, LoadResult> = {}
+  partial = { out: outFile, result: () => ({ set: plan.set, load: out }) }
+  const { clients, seconds, settleSeconds } = plan.load
+  for (const t of plan.targets.filter((x) => x.pids.length > 0)) {
+    const before = await rssOf(t.pids)
+    const tw = await timeWaitTo(plan.upstream)
+    const sampler = sampleRss(t.pids)
+    const r = await withCpu(t.pids, async () => await manyClients(plan, t, clients, seconds))
+    const rss = await sampler.stop()
+    const tw2 = await timeWaitTo(plan.upstream)
+    await sleep(settleSeconds * 1000)
+    const after = await rssOf(t.pids)
+    const res: LoadResult = {
+      ...r,
+      cpuUsPerRequest: typeof r.cpuSeconds === 'number' && r.requests > 0 ? round((r.cpuSeconds * 1e6) / r.requests) : null,
+      rssBeforeKiB: before.rssKiB,
+      rss,
+      rssAfterKiB: after.rssKiB,
+      anonAfterKiB: after.anonKiB,
+      upstreamClosed: tw === null || tw2 === null ? null : Math.max(0, tw2 - tw)
+    }
+    out[t.name] = res
+    console.error(`  ${plan.set.padEnd(12)} ${t.name.padEnd(16)} c${clients} ${res.rps} req/s p50 ${res.latencyMs.p50} ms p99 ${res.latencyMs.p99} ms >2s ${res.over2s} (sent in the first second: ${res.over2sSentInFirstSecond}) ` +
+      `upstream connections closed ${res.upstreamClosed ?? 'n/a'} RSS ${(before.rssKiB / 1024).toFixed(1)} -> peak ${(rss.peakRssKiB / 1024).toFixed(1)} -> after ${(after.rssKiB / 1024).toFixed(1)} MiB${res.ok ? '' : '  ' + (res.error ?? '')}`)
+  }
+  return { load: out }
 }
 
 // ------------------------------------------------------------------ profiling load
@@ -576,21 +817,40 @@ async function profileLoad (plan: Plan, what: string): Promise<unknown> {
 
 async function main (): Promise<void> {
   const { values } = parseArgs({
-    options: { plan: { type: 'string' }, phase: { type: 'string' }, out: { type: 'string' }, mode: { type: 'string' }, 'skip-uploads': { type: 'boolean' } }
+    options: {
+      plan: { type: 'string' },
+      phase: { type: 'string' },
+      out: { type: 'string' },
+      mode: { type: 'string' },
+      idle: { type: 'boolean' },
+      cases: { type: 'string' },
+      concurrency: { type: 'string' },
+      rounds: { type: 'string' },
+      'skip-uploads': { type: 'boolean' }
+    }
   })
   if (values.plan === undefined || values.phase === undefined || values.out === undefined) {
-    throw new Error('usage: measure.ts --plan FILE --phase blobs|small|profile-small|profile-blob --out FILE [--mode LABEL]')
+    throw new Error('usage: measure.ts --plan FILE --phase blobs|small|load|profile-small|profile-blob --out FILE [--idle] [--mode LABEL] [--cases a,b] [--concurrency "1 16"] [--rounds N]')
   }
   const plan = JSON.parse(await readFile(values.plan, 'utf8')) as Plan
+  const idleRss = values.idle === true ? { idle: await idle(plan) } : {}
   let result: unknown
   switch (values.phase) {
     case 'blobs': result = await blobs(plan, values['skip-uploads'] === true, values.out); break
-    case 'small': result = await small(plan, values.mode ?? 'default', values.out); break
+    case 'small': {
+      const ids = values.cases?.split(',').filter(Boolean)
+      const cases = ids === undefined ? plan.smallCases : plan.smallCases.filter((k) => ids.includes(k.id))
+      const concurrencies = values.concurrency === undefined ? plan.concurrencies : values.concurrency.split(/[ ,]+/).filter(Boolean).map(Number)
+      const rounds = Math.max(1, Math.min(values.rounds === undefined ? plan.rounds : Number(values.rounds), 10))
+      result = await small(plan, { mode: values.mode ?? 'default', cases, concurrencies, rounds }, values.out)
+      break
+    }
+    case 'load': result = await load(plan, values.out); break
     case 'profile-small': result = await profileLoad(plan, 'small'); break
     case 'profile-blob': result = await profileLoad(plan, 'blob'); break
     default: throw new Error(`unknown phase ${values.phase}`)
   }
-  await writeFile(values.out, JSON.stringify(result, null, 2) + '\n')
+  await writeFile(values.out, JSON.stringify({ set: plan.set, ...idleRss, ...(result as object) }, null, 2) + '\n')
 }
 
 main().catch((err: unknown) => {
