@@ -92,6 +92,6 @@ t.test('no flag takes a secret; --help lists every new setting', async (t) => {
     t.ok(err instanceof ConfigError)
     message = (err as Error).message
   }
-  t.match(message, /^invalid configuration: bearerTokens \(from config file .*\) must be array$/)
+  t.match(message, /^invalid configuration: bearerTokens \(from config file .*\) must be a list$/)
   t.notMatch(message, /supersecretvalue/)
 })

@@ -276,7 +276,6 @@ const VALID: Case[] = [
 const TOLERATED: Case[] = [
   tolerated('NUL in the reason phrase, which is ignored', 'HTTP/1.1 200 O\x00K\r\nContent-Length: 0\r\n\r\n'),
   tolerated('a control character in the reason phrase', 'HTTP/1.1 200 O\x01K\r\nContent-Length: 0\r\n\r\n'),
-  tolerated('an empty Transfer-Encoding: delimited by the close', `${OK}Transfer-Encoding: \r\n\r\nabc`),
   tolerated('an unknown coding: delimited by the close', `${OK}Transfer-Encoding: chunkedx\r\n\r\nabc`)
 ]
 
@@ -370,6 +369,9 @@ const RFC_CHUNK_EXT = 'RFC 9112 §7.1.1: an extension is ";" name [ "=" value ],
 
 const DIFFERENT: Case[] = [
   // The blob client stricter
+  // llhttp 9.3 (Node 20) reads the body to the close; 9.4 (Node 24) refuses the response, as the blob client does.
+  different('an empty Transfer-Encoding', `${OK}Transfer-Encoding: \r\n\r\nabc`, { blob: 'reject', node: process.versions.llhttp.localeCompare('9.4', undefined, { numeric: true }) < 0 ? 'accept' : 'reject' },
+    'an empty Transfer-Encoding names no coding; newer llhttp refuses it too'),
   different('status 099', 'HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n', { blob: 'reject', node: 'accept' },
     'RFC 9110 §15: status codes run from 100 to 599; node:http\'s own server refuses to send one below 100 (ERR_HTTP_INVALID_STATUS_CODE).'),
   different('status 000', 'HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n', { blob: 'reject', node: 'accept' },

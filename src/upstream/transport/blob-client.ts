@@ -159,6 +159,8 @@ function framingOf (head: ResponseHead): Framing {
   }
   if (transferEncoding !== undefined) {
     const codings = transferEncoding.toLowerCase().split(',').map((c) => c.trim())
+    // An empty Transfer-Encoding names no coding at all: refused, as llhttp 9.4 (Node 24) does.
+    if (codings.every((c) => c === '')) throw invalidResponse('an empty Transfer-Encoding')
     // RFC 9112 §6.3: chunked last means chunked; any other coding is delimited by the close.
     return codings[codings.length - 1] === 'chunked' ? { kind: 'chunked', decoder: new ChunkedDecoder() } : { kind: 'close' }
   }
