@@ -20,7 +20,7 @@ import { createLogger } from './logger.js'
 import { pathOf } from './oci/target.js'
 import { ProxyMetrics } from './ops/metrics.js'
 import { toOrigin } from './routing/endpoint.js'
-import { anyEcrRegistry, configuredRegistries } from './routing/registries.js'
+import { anyEcrRegistry, configuredMirrors, configuredRegistries } from './routing/registries.js'
 import { Registry } from './routing/registry.js'
 import { Router } from './routing/resolve.js'
 import { Upstream } from './upstream/fetch.js'
@@ -108,7 +108,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   const registries = await configuredRegistries(config.registries, resolveRegion).catch((err: unknown) => {
     throw err instanceof Error && err.message.startsWith('needs a region') ? new ConfigError(`invalid configuration: ${settingOrigin(config, ['registries', '0', 'registryId'])}: ${err.message}`) : err
   })
-  const router = new Router(registries, config.anyEcrRegistry ? { anyEcrRegistry } : {})
+  const router = new Router(registries, { mirrors: configuredMirrors(config.mirrors, registries), ...(config.anyEcrRegistry ? { anyEcrRegistry } : {}) })
   const metrics = new ProxyMetrics({ repositoryLabel: config.metrics.repositoryLabel })
   credentials.onCreated((id, refresher) => { metrics.watchCredential(id, refresher, deps.clock === undefined ? Date.now : () => (deps.clock as Clock).now()) })
   // One refresher per credential, however many registries share it.

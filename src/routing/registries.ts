@@ -1,6 +1,7 @@
-import type { RegistryConfig } from '../config/index.js'
+import type { MirrorConfig, RegistryConfig } from '../config/index.js'
 import { ecrCredentialKey } from '../credentials/pool.js'
 import { parseEcrHost, registryOrigin, toOrigin } from './endpoint.js'
+import { canonicalMirrorHost, type Mirror } from './mirrors.js'
 import { Registry } from './registry.js'
 
 /**
@@ -46,4 +47,17 @@ export function anyEcrRegistry (host: string): Registry {
   const parsed = parseEcrHost(host)
   if (parsed === undefined) throw new Error(`not an ECR registry hostname: ${host}`)
   return new Registry({ host, origin: `https://${host}`, credential: ecrCredentialKey(parsed.region), region: parsed.region })
+}
+
+/**
+ * The mirrors of the configuration, each on its registry (by hostname or alias). The
+ * configuration has been checked: every mirror names a configured registry.
+ */
+export function configuredMirrors (mirrors: Readonly<Record<string, MirrorConfig>>, registries: readonly Registry[]): Mirror[] {
+  return Object.entries(mirrors).map(([host, mirror]) => {
+    const name = mirror.registry.toLowerCase()
+    const registry = registries.find((r) => r.host === name || r.alias === name)
+    if (registry === undefined) throw new Error(`mirror ${host}: no registry ${mirror.registry}`)
+    return { host: canonicalMirrorHost(host), registry, prefix: mirror.prefix }
+  })
 }
