@@ -49,3 +49,16 @@ t.test('--help documents --mirror', async (t) => {
   t.match(helpText(), /--mirror HOST=REGISTRY\/PREFIX\s+ECR_PROXY_MIRRORS\s+serve a public registry/)
   t.match(helpText(), /\[config: mirrors\.<host>\.registry, mirrors\.<host>\.prefix\]/)
 })
+
+t.test('public.ecr.aws is a registry of its own kind: no region or account; anonymous only there', async (t) => {
+  const config = load(['--registry', 'public.ecr.aws=pub', '--registry', `${PROD}=prod`, '--mirror', 'docker.io=prod/docker-hub'])
+  t.same(config.registries.map((r) => [r.registry, r.alias]), [['public.ecr.aws', 'pub'], [PROD, 'prod']])
+  const file = configFile(['registries:', '  - { registry: public.ecr.aws, anonymous: "yes" }'])
+  t.equal(load(['--config', file]).registries[0]?.anonymous, true, 'the one coercion rule applies')
+  const region = configFile(['registries:', '  - { registry: public.ecr.aws, region: eu-west-1 }'])
+  t.throws(() => load(['--config', region]), { message: /^invalid configuration: registries\.0\.region \(from config file .*\) does not apply to public\.ecr\.aws \(ECR Public's API is in us-east-1 only\), got "eu-west-1"$/ })
+  const fips = configFile(['registries:', '  - { registry: public.ecr.aws, fips: true }'])
+  t.throws(() => load(['--config', fips]), { message: /^invalid configuration: registries\.0\.fips .* does not apply to public\.ecr\.aws$/ })
+  const anonymous = configFile(['registries:', `  - { registry: ${PROD}, anonymous: true }`])
+  t.throws(() => load(['--config', anonymous]), { message: /^invalid configuration: registries\.0\.anonymous .* applies to public\.ecr\.aws only$/ })
+})

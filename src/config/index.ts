@@ -216,9 +216,16 @@ function registriesProblem (config: Config): RegistryProblem | undefined {
   const aliases = new Map<string, number>()
   let defaultAt: number | undefined
   for (const [i, entry] of config.registries.entries()) {
-    if (entry.registry !== undefined) {
+    if (entry.registry === 'public.ecr.aws') {
+      for (const key of ['registryId', 'region'] as const) {
+        if (entry[key] !== undefined) return { entry: i, key, message: `does not apply to public.ecr.aws (ECR Public's API is in us-east-1 only), got ${JSON.stringify(entry[key])}` }
+      }
+      if (entry.fips || entry.dualStack) return { entry: i, key: entry.fips ? 'fips' : 'dualStack', message: 'does not apply to public.ecr.aws' }
+    } else if (entry.anonymous !== undefined) {
+      return { entry: i, key: 'anonymous', message: 'applies to public.ecr.aws only' }
+    } else if (entry.registry !== undefined) {
       const parsed = parseEcrHost(entry.registry)
-      if (parsed === undefined) return { entry: i, key: 'registry', message: `is not an ECR registry hostname (<account>.dkr.ecr.<region>.amazonaws.com, its FIPS, dual-stack or China form), got ${JSON.stringify(entry.registry)}` }
+      if (parsed === undefined) return { entry: i, key: 'registry', message: `is not an ECR registry hostname (<account>.dkr.ecr.<region>.amazonaws.com, its FIPS, dual-stack or China form, or public.ecr.aws), got ${JSON.stringify(entry.registry)}` }
       for (const key of ['registryId', 'region', 'fips', 'dualStack'] as const) {
         const given = key === 'fips' || key === 'dualStack' ? (entry[key] ? true : undefined) : entry[key]
         if (given !== undefined && given !== parsed[key]) return { entry: i, key, message: `contradicts the hostname ${entry.registry}, got ${JSON.stringify(given)}` }
@@ -329,7 +336,7 @@ function coerceFileValues (raw: Raw, origins: Map<string, Origin>): Set<string> 
   if (Array.isArray(registries)) {
     registries.forEach((_entry, i) => {
       for (const key of ['registry', 'region', 'registryId', 'alias', 'upstream', 'profile', 'roleArn', 'externalId', 'roleSessionName']) visit(['registries', String(i), key], 'string')
-      for (const key of ['fips', 'dualStack', 'default']) visit(['registries', String(i), key], 'boolean')
+      for (const key of ['fips', 'dualStack', 'default', 'anonymous']) visit(['registries', String(i), key], 'boolean')
     })
   }
   if (typeof raw.anyEcrRegistry === 'string') visit(['anyEcrRegistry'], 'boolean')

@@ -58,7 +58,12 @@ export const RegistrySchema = Type.Object({
   /** A role assumed (on top of the profile or the default chain) for this registry's token. */
   roleArn: Type.Optional(Type.String({ pattern: '^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\\w+=,.@/-]+$' })),
   externalId: Type.Optional(Type.String({ minLength: 2, maxLength: 1224 })),
-  roleSessionName: Type.Optional(Type.String({ pattern: '^[\\w+=,.@-]{2,64}$' }))
+  roleSessionName: Type.Optional(Type.String({ pattern: '^[\\w+=,.@-]{2,64}$' })),
+  /**
+   * public.ecr.aws only: true pulls anonymously, false requires ECR Public's credential; unset
+   * uses the credential when the principal has one and pulls anonymously otherwise.
+   */
+  anonymous: Type.Optional(Type.Boolean())
 }, { additionalProperties: false })
 
 /**

@@ -1,5 +1,6 @@
 import type { MirrorConfig, RegistryConfig } from '../config/index.js'
-import { ecrCredentialKey } from '../credentials/pool.js'
+import { ECR_PUBLIC_HOST } from '../credentials/ecr-public.js'
+import { ecrCredentialKey, ecrPublicCredentialKey } from '../credentials/pool.js'
 import { parseEcrHost, registryOrigin, toOrigin } from './endpoint.js'
 import { canonicalMirrorHost, type Mirror } from './mirrors.js'
 import { Registry } from './registry.js'
@@ -15,6 +16,18 @@ export async function configuredRegistries (entries: readonly RegistryConfig[], 
   const lone = entries.length === 1
   const registries: Registry[] = []
   for (const entry of entries) {
+    const identity = { profile: entry.profile, roleArn: entry.roleArn, externalId: entry.externalId, roleSessionName: entry.roleSessionName }
+    if (entry.registry === ECR_PUBLIC_HOST) {
+      registries.push(new Registry({
+        kind: 'ecr-public',
+        host: ECR_PUBLIC_HOST,
+        origin: entry.upstream !== undefined ? toOrigin(entry.upstream) : `https://${ECR_PUBLIC_HOST}`,
+        credential: ecrPublicCredentialKey(entry.anonymous === true, identity),
+        alias: entry.alias,
+        isDefault: entry.default ?? lone
+      }))
+      continue
+    }
     let host: string | undefined
     let region = entry.region
     if (entry.registry !== undefined) {
@@ -28,7 +41,6 @@ export async function configuredRegistries (entries: readonly RegistryConfig[], 
         throw new Error('needs a region: set --region, ECR_PROXY_REGION or AWS_REGION')
       }
     }
-    const identity = { profile: entry.profile, roleArn: entry.roleArn, externalId: entry.externalId, roleSessionName: entry.roleSessionName }
     registries.push(new Registry({
       host,
       origin: entry.upstream !== undefined ? toOrigin(entry.upstream) : host === undefined ? undefined : `https://${host}`,
