@@ -5,9 +5,10 @@ import { createAccessControl } from './access/index.js'
 import { ConfigError, settingOrigin, type Config, type RegistryConfig } from './config/index.js'
 import { CredentialFileError } from './access/htpasswd.js'
 import { EcrBasicAuthorizer } from './credentials/authorizer.js'
+import { anonymousToken, createEcrPublicClient, EcrPublicBearerAuthorizer, ecrPublicTokenFetcher } from './credentials/ecr-public.js'
 import type { Clock } from './credentials/clock.js'
 import { createEcrClient, ecrTokenFetcher, type FetchToken } from './credentials/ecr-token.js'
-import { CredentialPool, ecrCredentialKey, type CredentialKey } from './credentials/pool.js'
+import { CredentialPool, ecrCredentialKey, ecrPublicCredentialKey, type CredentialKey } from './credentials/pool.js'
 import { TokenRefresher } from './credentials/refresher.js'
 import { accessLog } from './http/access-log.js'
 import { clientAuthenticationPlugin } from './http/client-auth.js'
@@ -20,7 +21,7 @@ import { createLogger } from './logger.js'
 import { pathOf } from './oci/target.js'
 import { ProxyMetrics } from './ops/metrics.js'
 import { toOrigin } from './routing/endpoint.js'
-import { anyEcrRegistry, configuredRegistries } from './routing/registries.js'
+import { anyEcrRegistry, configuredMirrors, configuredRegistries } from './routing/registries.js'
 import { Registry } from './routing/registry.js'
 import { Router } from './routing/resolve.js'
 import { Upstream } from './upstream/fetch.js'
@@ -92,7 +93,14 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     }
     return client
   }
-  const tokenSource = deps.tokenSource ?? (deps.fetchToken === undefined ? (key: CredentialKey) => ecrTokenFetcher(ecrClient(key)) : () => deps.fetchToken as FetchToken)
+  const ecrPublicToken = (key: CredentialKey): FetchToken => key.anonymous === true
+    ? anonymousToken
+    : ecrPublicTokenFetcher(createEcrPublicClient(key.identity), { anonymousFallback: !strictPublic.has(key.id), log: logger.child({ component: 'credentials', credential: key.id }) })
+  // ECR Public entries with anonymous: false need the credential: no anonymous fallback.
+  const strictPublic = new Set(config.registries.filter((e) => e.registry === 'public.ecr.aws' && e.anonymous === false).map((e) => ecrPublicCredentialKey(false, { profile: e.profile, roleArn: e.roleArn, externalId: e.externalId, roleSessionName: e.roleSessionName }).id))
+  const tokenSource = deps.tokenSource ?? (deps.fetchToken === undefined
+    ? (key: CredentialKey) => key.kind === 'ecr-public' ? ecrPublicToken(key) : ecrTokenFetcher(ecrClient(key))
+    : () => deps.fetchToken as FetchToken)
   const credentials = new CredentialPool((key) => new TokenRefresher({
     fetchToken: tokenSource(key),
     log: logger.child({ component: 'credentials', credential: key.id }),
@@ -108,7 +116,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   const registries = await configuredRegistries(config.registries, resolveRegion).catch((err: unknown) => {
     throw err instanceof Error && err.message.startsWith('needs a region') ? new ConfigError(`invalid configuration: ${settingOrigin(config, ['registries', '0', 'registryId'])}: ${err.message}`) : err
   })
-  const router = new Router(registries, config.anyEcrRegistry ? { anyEcrRegistry } : {})
+  const router = new Router(registries, { mirrors: configuredMirrors(config.mirrors, registries), ...(config.anyEcrRegistry ? { anyEcrRegistry } : {}) })
   const metrics = new ProxyMetrics({ repositoryLabel: config.metrics.repositoryLabel })
   credentials.onCreated((id, refresher) => { metrics.watchCredential(id, refresher, deps.clock === undefined ? Date.now : () => (deps.clock as Clock).now()) })
   // One refresher per credential, however many registries share it.
@@ -156,7 +164,10 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   const upstream = new Upstream({
     transport: agentTransport(agents),
     blobTransport: blobs,
-    authorizers: { ecr: new EcrBasicAuthorizer(credentials) },
+    authorizers: {
+      ecr: new EcrBasicAuthorizer(credentials),
+      'ecr-public': new EcrPublicBearerAuthorizer({ pool: credentials, transport: agentTransport(agents), log: logger.child({ component: 'credentials' }), ...(deps.clock === undefined ? {} : { clock: deps.clock }) })
+    },
     redirects: follow && dispatcher !== undefined
       ? new RedirectFollower({ dispatcher, blobs, allowedHosts: config.forwarding.redirectAllowedHosts })
       : undefined,

@@ -3,7 +3,8 @@ import { parseArgs } from 'node:util'
 import { Value } from '@sinclair/typebox/value'
 import { parse as parseYaml } from 'yaml'
 import { parseEcrHost, registryOrigin } from '../routing/endpoint.js'
-import { ConfigSchema, type Config } from './schema.js'
+import { canonicalMirrorHost } from '../routing/mirrors.js'
+import { ConfigSchema, MIRROR_HOST_PATTERN, type Config } from './schema.js'
 import { LEGACY_KEYS, SECTIONS, SETTINGS, type Setting } from './settings.js'
 
 export * from './schema.js'
@@ -95,6 +96,9 @@ export function helpText (): string {
     'hostname as the first path component (localhost:5000/<host>/team/app), by an alias as the first',
     'path component (localhost:5000/prod/team/app), or bare for the default registry (a lone registry,',
     'or default: true in the file); anything else is 404 NAME_UNKNOWN and nothing is sent.',
+    'A mirrored public registry (--mirror docker.io=prod/docker-hub) is reached the same ways, by its',
+    'host, and — with no default registry — as the Docker Hub name of any bare name (Docker\'s',
+    'registry-mirrors); it is served pull-only from the pull-through cache\'s prefix.',
     'The ECR API endpoint follows the SDK\'s own settings (AWS_ENDPOINT_URL_ECR, AWS_ENDPOINT_URL).',
     'Health: GET /healthz (alive), GET /readyz (200 only while every registry holds a valid token;',
     '?registry=<host or alias> for one).',
@@ -161,7 +165,43 @@ export function loadConfig (args: CliArgs, env: NodeJS.ProcessEnv = process.env)
     const { source, key } = originOf(origins, ['registries', String(problem.entry), problem.key])
     throw new ConfigError(`invalid configuration: ${key} (from ${source}) ${problem.message}`)
   }
+  const mirrorProblem = mirrorsProblem(config)
+  if (mirrorProblem !== undefined) {
+    const { source, key } = originOf(origins, ['mirrors', ...mirrorProblem.path])
+    throw new ConfigError(`invalid configuration: ${key} (from ${source}) ${mirrorProblem.message}`)
+  }
   return config
+}
+
+/** The hostname an entry names, if it names one. */
+function entryHost (entry: Config['registries'][number]): string | undefined {
+  if (entry.registry !== undefined) return entry.registry
+  if (entry.registryId !== undefined && entry.region !== undefined) return new URL(registryOrigin({ registryId: entry.registryId, region: entry.region, fips: entry.fips, dualStack: entry.dualStack })).hostname
+  return undefined
+}
+
+/**
+ * Each mirror is a public registry's hostname (Docker Hub's three names count as one) that is not
+ * itself a configured registry, served by a configured registry named by hostname or alias.
+ */
+function mirrorsProblem (config: Config): { path: string[], message: string } | undefined {
+  const hosts = config.registries.map(entryHost)
+  const aliases = config.registries.map((entry) => entry.alias)
+  const seen = new Map<string, string>()
+  for (const [host, mirror] of Object.entries(config.mirrors)) {
+    if (!new RegExp(MIRROR_HOST_PATTERN).test(host)) return { path: [host], message: `is not a registry hostname (lower case, e.g. docker.io or registry.k8s.io), got ${JSON.stringify(host)}` }
+    const canonical = canonicalMirrorHost(host)
+    const first = seen.get(canonical)
+    if (first !== undefined) return { path: [host], message: `names the same registry as mirrors.${first} (${canonical})` }
+    seen.set(canonical, host)
+    if (hosts.includes(host)) return { path: [host], message: 'is a configured registry itself: a mirror is a public registry served from a pull-through cache' }
+    const target = mirror.registry.toLowerCase()
+    if (!hosts.includes(target) && !aliases.includes(target)) {
+      const known = [...hosts, ...aliases].filter((name): name is string => name !== undefined)
+      return { path: [host, 'registry'], message: `names no configured registry (${known.length === 0 ? 'name the registry by hostname in registries' : `one of ${known.join(', ')}`}), got ${JSON.stringify(mirror.registry)}` }
+    }
+  }
+  return undefined
 }
 
 interface RegistryProblem { entry: number, key: string, message: string }
@@ -176,9 +216,16 @@ function registriesProblem (config: Config): RegistryProblem | undefined {
   const aliases = new Map<string, number>()
   let defaultAt: number | undefined
   for (const [i, entry] of config.registries.entries()) {
-    if (entry.registry !== undefined) {
+    if (entry.registry === 'public.ecr.aws') {
+      for (const key of ['registryId', 'region'] as const) {
+        if (entry[key] !== undefined) return { entry: i, key, message: `does not apply to public.ecr.aws (ECR Public's API is in us-east-1 only), got ${JSON.stringify(entry[key])}` }
+      }
+      if (entry.fips || entry.dualStack) return { entry: i, key: entry.fips ? 'fips' : 'dualStack', message: 'does not apply to public.ecr.aws' }
+    } else if (entry.anonymous !== undefined) {
+      return { entry: i, key: 'anonymous', message: 'applies to public.ecr.aws only' }
+    } else if (entry.registry !== undefined) {
       const parsed = parseEcrHost(entry.registry)
-      if (parsed === undefined) return { entry: i, key: 'registry', message: `is not an ECR registry hostname (<account>.dkr.ecr.<region>.amazonaws.com, its FIPS, dual-stack or China form), got ${JSON.stringify(entry.registry)}` }
+      if (parsed === undefined) return { entry: i, key: 'registry', message: `is not an ECR registry hostname (<account>.dkr.ecr.<region>.amazonaws.com, its FIPS, dual-stack or China form, or public.ecr.aws), got ${JSON.stringify(entry.registry)}` }
       for (const key of ['registryId', 'region', 'fips', 'dualStack'] as const) {
         const given = key === 'fips' || key === 'dualStack' ? (entry[key] ? true : undefined) : entry[key]
         if (given !== undefined && given !== parsed[key]) return { entry: i, key, message: `contradicts the hostname ${entry.registry}, got ${JSON.stringify(given)}` }
@@ -289,7 +336,7 @@ function coerceFileValues (raw: Raw, origins: Map<string, Origin>): Set<string> 
   if (Array.isArray(registries)) {
     registries.forEach((_entry, i) => {
       for (const key of ['registry', 'region', 'registryId', 'alias', 'upstream', 'profile', 'roleArn', 'externalId', 'roleSessionName']) visit(['registries', String(i), key], 'string')
-      for (const key of ['fips', 'dualStack', 'default']) visit(['registries', String(i), key], 'boolean')
+      for (const key of ['fips', 'dualStack', 'default', 'anonymous']) visit(['registries', String(i), key], 'boolean')
     })
   }
   if (typeof raw.anyEcrRegistry === 'string') visit(['anyEcrRegistry'], 'boolean')
@@ -344,7 +391,12 @@ function convert (s: Setting, value: string, source: string, where = `${s.name.j
       return value
     case 'list': {
       const items = value.split(',').map((item) => item.trim()).filter((item) => item !== '')
-      return s.fromList === undefined ? items : s.fromList(items)
+      if (s.fromList === undefined) return items
+      try {
+        return s.fromList(items)
+      } catch (err) {
+        throw new ConfigError(`invalid configuration: ${where} ${(err as Error).message}`)
+      }
     }
     case 'boolean':
       if (/^(true|1|yes)$/i.test(value)) return true

@@ -58,7 +58,29 @@ export const RegistrySchema = Type.Object({
   /** A role assumed (on top of the profile or the default chain) for this registry's token. */
   roleArn: Type.Optional(Type.String({ pattern: '^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\\w+=,.@/-]+$' })),
   externalId: Type.Optional(Type.String({ minLength: 2, maxLength: 1224 })),
-  roleSessionName: Type.Optional(Type.String({ pattern: '^[\\w+=,.@-]{2,64}$' }))
+  roleSessionName: Type.Optional(Type.String({ pattern: '^[\\w+=,.@-]{2,64}$' })),
+  /**
+   * public.ecr.aws only: true pulls anonymously, false requires ECR Public's credential; unset
+   * uses the credential when the principal has one and pulls anonymously otherwise.
+   */
+  anonymous: Type.Optional(Type.Boolean())
+}, { additionalProperties: false })
+
+/**
+ * ECR's pull-through-cache repository prefix (CreatePullThroughCacheRule's ecrRepositoryPrefix):
+ * one or more repository-name components.
+ */
+export const PREFIX_PATTERN = '^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$'
+/** A public registry's hostname, with a port if it has one (containerd's ns= may carry it). */
+export const MIRROR_HOST_PATTERN = '^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+(:[0-9]{1,5})?$'
+
+/**
+ * A public registry served from a pull-through cache: the configured registry (hostname or alias)
+ * that holds the cache, and the cache rule's repository prefix.
+ */
+export const MirrorSchema = Type.Object({
+  registry: Type.String({ minLength: 1 }),
+  prefix: Type.String({ pattern: PREFIX_PATTERN, maxLength: 200 })
 }, { additionalProperties: false })
 
 export const CredentialsSchema = section({
@@ -85,6 +107,8 @@ export const ConfigSchema = Type.Object({
   registries: Type.Array(RegistrySchema, { minItems: 1, default: [{}] }),
   /** Serve every hostname of ECR's private-registry grammar, not only the listed ones. */
   anyEcrRegistry: Type.Boolean({ default: false }),
+  /** Public registry hostname → the pull-through cache that serves it. */
+  mirrors: Type.Record(Type.String(), MirrorSchema, { default: {} }),
   credentials: CredentialsSchema,
   forwarding: ForwardingSchema,
   log: section({
@@ -99,5 +123,6 @@ export type Config = Static<typeof ConfigSchema>
 export type ListenerConfig = Config['listener']
 export type AccessConfig = Config['access']
 export type RegistryConfig = Config['registries'][number]
+export type MirrorConfig = Static<typeof MirrorSchema>
 export type ForwardingConfig = Config['forwarding']
 export type RefreshConfig = Config['credentials']['refresh']

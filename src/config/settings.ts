@@ -50,6 +50,18 @@ function registryEntries (items: string[]): Array<{ registry: string, alias?: st
   })
 }
 
+/** `HOST=REGISTRY/PREFIX` items of --mirror / ECR_PROXY_MIRRORS → the mirrors mapping. */
+function mirrorEntries (items: string[]): Record<string, { registry: string, prefix: string }> {
+  const mirrors: Record<string, { registry: string, prefix: string }> = {}
+  for (const item of items) {
+    const match = /^([^=]+)=([^/]+)\/(.+)$/.exec(item)
+    if (match === null) throw new Error(`must be HOST=REGISTRY/PREFIX (e.g. docker.io=prod/docker-hub), got ${JSON.stringify(item)}`)
+    const [, host, registry, prefix] = match as unknown as [string, string, string, string]
+    mirrors[host.toLowerCase()] = { registry, prefix }
+  }
+  return mirrors
+}
+
 const LISTENER = ['listener']
 const ACCESS = ['access']
 const REGISTRY = ['registries', '0']
@@ -65,6 +77,14 @@ export const SETTINGS: readonly Setting[] = [
     repeatable: true,
     fromList: registryEntries,
     metavar: 'HOST[=ALIAS]'
+  },
+  {
+    ...setting([], ['mirrors'], 'list', 'serve a public registry (docker.io, registry.k8s.io, quay.io, ghcr.io, public.ecr.aws, …) from an ECR pull-through cache: HOST=REGISTRY/PREFIX, REGISTRY a configured registry\'s hostname or alias, PREFIX the cache rule\'s repository prefix (e.g. docker.io=prod/docker-hub); repeatable, or comma-separated; pull only; replaces the file\'s mapping'),
+    flag: 'mirror',
+    key: 'mirrors.<host>.registry, mirrors.<host>.prefix',
+    repeatable: true,
+    fromList: mirrorEntries,
+    metavar: 'HOST=REGISTRY/PREFIX'
   },
   setting([], ['anyEcrRegistry'], 'boolean', 'also serve every other hostname of ECR\'s private-registry grammar (<account>.dkr.ecr.<region>.amazonaws.com, …), with that region\'s token fetched on first use'),
   setting(LISTENER, ['host'], 'string', 'address to listen on (default 127.0.0.1)'),
@@ -102,7 +122,7 @@ export const SETTINGS: readonly Setting[] = [
 ]
 
 /** The sections of the config file; any other top-level key is a flat key of earlier releases. */
-export const SECTIONS = new Set(['listener', 'access', 'registries', 'anyEcrRegistry', 'credentials', 'forwarding', 'log', 'metrics'])
+export const SECTIONS = new Set(['listener', 'access', 'registries', 'anyEcrRegistry', 'mirrors', 'credentials', 'forwarding', 'log', 'metrics'])
 
 /**
  * Flat top-level keys of earlier config files and where they now live: `port` → `listener.port`,

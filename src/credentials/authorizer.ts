@@ -22,11 +22,24 @@ export type ChallengeOutcome =
   /** The credential was rejected; `replacement` is the one to use from now on, if there is one. */
   | { rejected: true, replacement?: Authorization }
 
+/** What a request is for: token flows scope their tokens by registry and repository. */
+export interface AuthorizeContext {
+  /** The registry's origin, once known. */
+  origin?: string | undefined
+  /** The repository on the registry; undefined for ping and catalog. */
+  repository?: string | undefined
+}
+
 /** How requests to one kind of registry are authorized, and what a rejection means there. */
 export interface Authorizer {
-  /** Throws TokenUnavailableError when no credential can be had. */
-  authorize: (credential: CredentialKey) => Promise<Authorization>
-  onChallenge: (credential: CredentialKey, used: Authorization, challenge: Challenge) => Promise<ChallengeOutcome>
+  /**
+   * Throws TokenUnavailableError when no credential can be had. An empty `header` sends the
+   * request without Authorization.
+   */
+  authorize: (credential: CredentialKey, context?: AuthorizeContext) => Promise<Authorization>
+  onChallenge: (credential: CredentialKey, used: Authorization, challenge: Challenge, context?: AuthorizeContext) => Promise<ChallengeOutcome>
+  /** The statuses that may be about the credential; default 401 and 403. */
+  challengeStatuses?: () => readonly number[]
 }
 
 /** ECR: `Authorization: Basic <token>` with the token of GetAuthorizationToken. */

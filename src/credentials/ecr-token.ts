@@ -29,7 +29,7 @@ export interface EcrIdentity {
 }
 
 /** The SDK's own providers: a profile (SSO, process, static…), and STS AssumeRole on top of it or of the default chain. */
-function identityCredentials (region: string | undefined, identity: EcrIdentity): ReturnType<typeof fromIni> | undefined {
+export function identityCredentials (region: string | undefined, identity: EcrIdentity): ReturnType<typeof fromIni> | undefined {
   const base = identity.profile === undefined ? undefined : fromIni({ profile: identity.profile })
   if (identity.roleArn === undefined) return base
   return fromTemporaryCredentials({

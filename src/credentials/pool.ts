@@ -12,6 +12,20 @@ export interface CredentialKey {
   readonly region?: string | undefined
   /** Who asks for the token; absent: the SDK's default credential chain. */
   readonly identity?: EcrIdentity | undefined
+  /** ECR Public's Basic credential (ecr-public:GetAuthorizationToken) instead of a regional ECR token. */
+  readonly kind?: 'ecr-public'
+  /** ECR Public: never ask AWS, pull anonymously. */
+  readonly anonymous?: boolean
+}
+
+/**
+ * ECR Public's credential: one per identity, from us-east-1 — or none at all (`anonymous`), for
+ * which the pool holds an empty token so that /readyz reports the registry ready.
+ */
+export function ecrPublicCredentialKey (anonymous: boolean, identity: EcrIdentity = {}): CredentialKey {
+  if (anonymous) return { id: 'ecr-public:anonymous', region: 'us-east-1', kind: 'ecr-public', anonymous: true }
+  const key = ecrCredentialKey('us-east-1', identity)
+  return { ...key, id: key.id.replace(/^ecr:/, 'ecr-public:'), kind: 'ecr-public' }
 }
 
 /**

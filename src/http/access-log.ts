@@ -41,6 +41,8 @@ export function accessLog (app: FastifyInstance, metrics: ProxyMetrics): void {
       path: pathOf(request.raw.url ?? ''),
       kind: call?.kind ?? null,
       ...(registry === '' ? {} : { registry }),
+      // A public registry's name served from a pull-through cache.
+      ...(state.target?.mirror === undefined ? {} : { mirror: state.target.mirror.host, upstreamRepository: state.target.upstreamName }),
       repository: observation.repository,
       status: observation.status,
       bytesIn: observation.bytesIn,

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { BearerTokenError } from '../credentials/ecr-public.js'
 import { TokenUnavailableError } from '../credentials/refresher.js'
 import { registryErrorBody, type RegistryErrorCode } from '../oci/errors.js'
 import { NoRegistryError } from '../routing/resolve.js'
@@ -33,6 +34,7 @@ export function answerFor (error: Error & { statusCode?: number }): ErrorAnswer 
   if (error instanceof RegistryError) return { status: error.status, code: error.code, message: error.message, headers: error.headers }
   if (error instanceof UpstreamError) return { status: error.status, code: error.errorCode, message: error.message, headers: error.headers }
   if (error instanceof TokenUnavailableError) return { status: 503, code: 'UNAVAILABLE', message: error.message }
+  if (error instanceof BearerTokenError) return { status: 502, code: 'UNAVAILABLE', message: error.message }
   if (error instanceof OriginUnknownError) return { status: 503, code: 'UNAVAILABLE', message: error.message }
   if (error instanceof NoRegistryError) return { status: 404, code: 'NAME_UNKNOWN', message: error.message }
   // Fastify's own 4xx (e.g. a body it refused): what it says.

@@ -4,6 +4,7 @@ import type { AccessPolicy } from '../access/policy.js'
 import type { RegistryErrorCode } from '../oci/errors.js'
 import { checkRequest, classify, type RegistryRequest, type RequestCheck } from '../oci/grammar.js'
 import { splitTarget } from '../oci/target.js'
+import { pullOnlyRefusal } from '../routing/mirrors.js'
 import { NoRegistryError, type Router, type Target } from '../routing/resolve.js'
 import type { UpstreamErrorKind } from '../upstream/errors.js'
 import type { Upstream } from '../upstream/fetch.js'
@@ -40,6 +41,8 @@ async function registryRoute (app: FastifyInstance, options: RegistryRouteOption
       if (call.kind === 'ping' && err instanceof NoRegistryError) return await reply.code(200).header('docker-distribution-api-version', 'registry/2.0').send({})
       throw err
     }
+    const pullOnly = pullOnlyRefusal(request.method, call, target.mirror)
+    if (pullOnly !== undefined) refuse(request, pullOnly)
     admit(request, call, checked, target, options.router, options.policy)
     request.proxy.call = call
     request.proxy.target = target

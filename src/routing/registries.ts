@@ -1,6 +1,8 @@
-import type { RegistryConfig } from '../config/index.js'
-import { ecrCredentialKey } from '../credentials/pool.js'
+import type { MirrorConfig, RegistryConfig } from '../config/index.js'
+import { ECR_PUBLIC_HOST } from '../credentials/ecr-public.js'
+import { ecrCredentialKey, ecrPublicCredentialKey } from '../credentials/pool.js'
 import { parseEcrHost, registryOrigin, toOrigin } from './endpoint.js'
+import { canonicalMirrorHost, type Mirror } from './mirrors.js'
 import { Registry } from './registry.js'
 
 /**
@@ -14,6 +16,18 @@ export async function configuredRegistries (entries: readonly RegistryConfig[], 
   const lone = entries.length === 1
   const registries: Registry[] = []
   for (const entry of entries) {
+    const identity = { profile: entry.profile, roleArn: entry.roleArn, externalId: entry.externalId, roleSessionName: entry.roleSessionName }
+    if (entry.registry === ECR_PUBLIC_HOST) {
+      registries.push(new Registry({
+        kind: 'ecr-public',
+        host: ECR_PUBLIC_HOST,
+        origin: entry.upstream !== undefined ? toOrigin(entry.upstream) : `https://${ECR_PUBLIC_HOST}`,
+        credential: ecrPublicCredentialKey(entry.anonymous === true, identity),
+        alias: entry.alias,
+        isDefault: entry.default ?? lone
+      }))
+      continue
+    }
     let host: string | undefined
     let region = entry.region
     if (entry.registry !== undefined) {
@@ -27,7 +41,6 @@ export async function configuredRegistries (entries: readonly RegistryConfig[], 
         throw new Error('needs a region: set --region, ECR_PROXY_REGION or AWS_REGION')
       }
     }
-    const identity = { profile: entry.profile, roleArn: entry.roleArn, externalId: entry.externalId, roleSessionName: entry.roleSessionName }
     registries.push(new Registry({
       host,
       origin: entry.upstream !== undefined ? toOrigin(entry.upstream) : host === undefined ? undefined : `https://${host}`,
@@ -46,4 +59,17 @@ export function anyEcrRegistry (host: string): Registry {
   const parsed = parseEcrHost(host)
   if (parsed === undefined) throw new Error(`not an ECR registry hostname: ${host}`)
   return new Registry({ host, origin: `https://${host}`, credential: ecrCredentialKey(parsed.region), region: parsed.region })
+}
+
+/**
+ * The mirrors of the configuration, each on its registry (by hostname or alias). The
+ * configuration has been checked: every mirror names a configured registry.
+ */
+export function configuredMirrors (mirrors: Readonly<Record<string, MirrorConfig>>, registries: readonly Registry[]): Mirror[] {
+  return Object.entries(mirrors).map(([host, mirror]) => {
+    const name = mirror.registry.toLowerCase()
+    const registry = registries.find((r) => r.host === name || r.alias === name)
+    if (registry === undefined) throw new Error(`mirror ${host}: no registry ${mirror.registry}`)
+    return { host: canonicalMirrorHost(host), registry, prefix: mirror.prefix }
+  })
 }

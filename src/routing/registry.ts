@@ -1,8 +1,8 @@
 import type { CredentialKey } from '../credentials/pool.js'
 import { regionOfRegistry } from './endpoint.js'
 
-/** How a registry authorizes requests; ECR Basic is the one kind today. */
-export type RegistryKind = 'ecr'
+/** How a registry authorizes requests: ECR's Basic token, or ECR Public's bearer token flow. */
+export type RegistryKind = 'ecr' | 'ecr-public'
 
 export interface RegistryOptions {
   /** The hostname clients name the registry by; undefined for the caller's own registry until learnt. */
@@ -15,6 +15,7 @@ export interface RegistryOptions {
   alias?: string | undefined
   /** Bare names (no hostname or alias in front) go here. */
   isDefault?: boolean
+  kind?: RegistryKind
 }
 
 /**
@@ -23,7 +24,7 @@ export interface RegistryOptions {
  * GetAuthorizationToken names (proxyEndpoint). It is learnt once and never changes after.
  */
 export class Registry {
-  readonly kind: RegistryKind = 'ecr'
+  readonly kind: RegistryKind
   readonly credential: CredentialKey
   readonly region: string | undefined
   readonly alias: string | undefined
@@ -33,6 +34,7 @@ export class Registry {
   #originHost: string | undefined
 
   constructor (options: RegistryOptions) {
+    this.kind = options.kind ?? 'ecr'
     this.credential = options.credential
     this.region = options.region
     this.alias = options.alias
@@ -67,7 +69,8 @@ export class Registry {
    * connection; any other origin (a local registry) may send the bytes itself.
    */
   get redirectsBlobs (): boolean {
-    return this.#origin !== undefined && regionOfRegistry(this.#origin) !== undefined
+    // ECR Public redirects blob GETs to CloudFront.
+    return this.#origin !== undefined && (regionOfRegistry(this.#origin) !== undefined || this.#origin === 'https://public.ecr.aws')
   }
 
   /** Sets the origin GetAuthorizationToken named, the first time only; true if it was learnt now. */

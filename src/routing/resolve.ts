@@ -1,9 +1,10 @@
 import type { RegistryRequest } from '../oci/grammar.js'
 import { parseEcrHost } from './endpoint.js'
+import { canonicalMirrorHost, DOCKER_HUB, looksLikeHost, mirroredName, type Mirror } from './mirrors.js'
 import type { Registry } from './registry.js'
 
 /** How the client named the registry: the order in which they are tried. */
-export type Addressing = 'ns' | 'host' | 'alias' | 'default'
+export type Addressing = 'ns' | 'host' | 'alias' | 'default' | 'docker-hub'
 
 /** Where one request goes: the registry, and the repository name there and as the client said it. */
 export interface Target {
@@ -13,6 +14,8 @@ export interface Target {
   /** The repository as the client named it (Location, Link and listings go back under it). */
   clientName: string | undefined
   addressing?: Addressing
+  /** Set when the name is a mirrored public registry's, served from a pull-through cache. */
+  mirror?: Mirror
 }
 
 /** A request that reaches no configured registry: 404 NAME_UNKNOWN, nothing sent anywhere. */
@@ -25,6 +28,8 @@ const HOW = 'registries are addressed by containerd\'s ?ns=<registry host>, by t
 export interface RouterOptions {
   /** Serve any hostname of ECR's private-registry grammar: create its registry on first use. */
   anyEcrRegistry?: ((host: string) => Registry) | undefined
+  /** Public registries served from pull-through caches of configured registries. */
+  mirrors?: readonly Mirror[] | undefined
 }
 
 /**
@@ -40,6 +45,7 @@ export class Router {
   readonly #registries: Registry[]
   readonly #default: Registry | undefined
   readonly #anyEcrRegistry: ((host: string) => Registry) | undefined
+  readonly #mirrors = new Map<string, Mirror>()
 
   constructor (registries: readonly Registry[], options: RouterOptions = {}) {
     if (registries.length === 0) throw new Error('no registry configured')
@@ -50,6 +56,26 @@ export class Router {
     }
     this.#default = registries.find((r) => r.isDefault) ?? (registries.length === 1 ? registries[0] : undefined)
     this.#anyEcrRegistry = options.anyEcrRegistry
+    for (const mirror of options.mirrors ?? []) this.#mirrors.set(canonicalMirrorHost(mirror.host), mirror)
+  }
+
+  get mirrors (): readonly Mirror[] {
+    return [...this.#mirrors.values()]
+  }
+
+  /**
+   * With no default registry, bare names that reach no registry are Docker Hub names when docker.io
+   * is mirrored: Docker's `registry-mirrors` sends `/v2/library/nginx/…` and names no registry.
+   */
+  get dockerHubMirror (): Mirror | undefined {
+    return this.#default === undefined ? this.#mirrors.get(DOCKER_HUB) : undefined
+  }
+
+  /** Only Docker Hub's mirror, for a listener that serves nothing else (--docker-hub-mirror-port). */
+  resolveDockerHub (request: RegistryRequest): Target {
+    const mirror = this.#mirrors.get(DOCKER_HUB)
+    if (mirror === undefined) throw new NoRegistryError('docker.io is not mirrored by this proxy')
+    return mirrored(mirror, request.name, request.name, 'docker-hub')
   }
 
   /** The configured registries, and those created since for `anyEcrRegistry`. */
@@ -75,6 +101,8 @@ export class Router {
     const ns = namespaceOf(rawQuery)
     const name = request.name
     if (ns !== undefined) {
+      const mirror = this.#registryByHost(ns) === undefined ? this.#mirrors.get(canonicalMirrorHost(ns)) : undefined
+      if (mirror !== undefined) return mirrored(mirror, name, name, 'ns')
       const registry = this.#hostOrRefuse(ns, `?ns=${ns}`)
       return { registry, upstreamName: name, clientName: name, addressing: 'ns' }
     }
@@ -85,11 +113,16 @@ export class Router {
         const rest = name.slice(slash + 1)
         const byHost = this.#registryByHost(first) ?? (first.includes('.') && looksLikeEcrHost(first) ? this.#hostOrRefuse(first, first) : undefined)
         if (byHost !== undefined) return { registry: byHost, upstreamName: rest, clientName: name, addressing: 'host' }
+        const mirror = this.#mirrors.get(canonicalMirrorHost(first))
+        if (mirror !== undefined) return mirrored(mirror, rest, name, 'host')
         const byAlias = this.#byAlias.get(first)
         if (byAlias !== undefined) return { registry: byAlias, upstreamName: rest, clientName: name, addressing: 'alias' }
       }
     }
     if (this.#default !== undefined) return { registry: this.#default, upstreamName: name, clientName: name, addressing: 'default' }
+    const hub = this.dockerHubMirror
+    // A hostname first (Docker's rule) is never a Docker Hub repository: refused, not mirrored.
+    if (hub !== undefined && name !== undefined && !looksLikeHost(name.split('/')[0] as string)) return mirrored(hub, name, name, 'docker-hub')
     throw new NoRegistryError(`${name === undefined ? 'this request' : `"${name}"`} names no configured registry: ${HOW}`)
   }
 
@@ -152,6 +185,10 @@ export class Router {
     }
     throw new NoRegistryError(`${said} is not a registry this proxy serves: ${HOW}`)
   }
+}
+
+function mirrored (mirror: Mirror, name: string | undefined, clientName: string | undefined, addressing: Addressing): Target {
+  return { registry: mirror.registry, upstreamName: name === undefined ? undefined : mirroredName(mirror, name), clientName, addressing, mirror }
 }
 
 /** Loose enough to refuse look-alikes of ECR hostnames; exact matching is parseEcrHost's job. */

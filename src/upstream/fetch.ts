@@ -46,11 +46,15 @@ export interface UpstreamOptions {
   transport: Transport
   /** Bodiless blob GETs whose bytes pass through the proxy: the pooled-buffer blob client. */
   blobTransport?: Transport | undefined
-  authorizers: Readonly<Record<Target['registry']['kind'], Authorizer>>
+  /** One per registry kind; ECR's is always there. */
+  authorizers: { readonly ecr: Authorizer } & Readonly<Partial<Record<Target['registry']['kind'], Authorizer>>>
   /** Follow mode: blob redirects fetched by the proxy. */
   redirects?: RedirectFollower | undefined
   observe?: UpstreamObserver | undefined
 }
+
+/** Answers that may be about the credential, unless the registry kind's authorizer says otherwise. */
+const DEFAULT_CHALLENGE_STATUSES: readonly number[] = [401, 403]
 
 /** The answer to a rejected credential is read up to this size to tell why it was rejected. */
 const CHALLENGE_BODY_LIMIT = 64 * 1024
@@ -78,14 +82,17 @@ export class Upstream {
   async fetch (target: Target, request: UpstreamRequest): Promise<UpstreamResponse> {
     const { registry } = target
     const authorizer = this.#options.authorizers[registry.kind]
-    let authorization = await authorizer.authorize(registry.credential)
+    if (authorizer === undefined) throw new Error(`no authorizer for ${registry.kind} registries`)
+    const context = { origin: registry.origin, repository: target.upstreamName }
+    let authorization = await authorizer.authorize(registry.credential, context)
     const origin = registry.origin
     if (origin === undefined) throw new OriginUnknownError('the registry address is not known yet')
+    const challenges = authorizer.challengeStatuses?.() ?? DEFAULT_CHALLENGE_STATUSES
     const replayable = request.body === undefined && (request.method === 'GET' || request.method === 'HEAD')
 
     for (let replayed = false; ; replayed = true) {
       const response = await this.#send(target, origin, request, authorization)
-      if (response.statusCode !== 401 && response.statusCode !== 403) {
+      if (!challenges.includes(response.statusCode)) {
         return await this.#redirected(target, origin, request, response, replayed)
       }
       let read: ErrorBody
@@ -100,7 +107,7 @@ export class Upstream {
         method: request.method,
         headers: response.headers,
         body: rest === undefined ? head : undefined
-      })
+      }, context)
       if (outcome.rejected) this.#options.observe?.('token_rejected', target)
       if (outcome.rejected && outcome.replacement !== undefined && replayable && !replayed && request.signal?.aborted !== true) {
         rest?.destroy()

@@ -32,7 +32,8 @@ export function upstreamRequestHeaders (client: IncomingHttpHeaders, authorizati
     if (value === undefined || NOT_FORWARDED.has(name) || (listed.length > 0 && listed.includes(name))) continue
     headers[name] = value
   }
-  headers.authorization = authorization
+  // Empty: sent without a credential (a token flow learning its realm, or anonymous).
+  if (authorization !== '') headers.authorization = authorization
   return headers
 }
 
