@@ -152,6 +152,8 @@ export class Fill {
         }
       }
     })
+    // Its errors are read from `finished` and diskError below, not as events.
+    destination.on('error', () => {})
     let failure: FillFailedError | undefined
     try {
       await start.body.pipeTo(destination)

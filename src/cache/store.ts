@@ -46,6 +46,11 @@ export class CacheLockedError extends Error {
 interface LockOwner { pid: number, host: string, token: string }
 
 const LOCK_REFRESH_MS = 10_000
+/**
+ * Cache directories this process holds: a lock naming this pid and host is ours only if listed
+ * here; otherwise it was left by an earlier life of the same pid (a restarted container's pid 1).
+ */
+const HELD_BY_THIS_PROCESS = new Set<string>()
 
 /**
  * The cache directory: `blobs/<algorithm>/<hex>` (the verified bytes) beside `<hex>.json` (size
@@ -200,7 +205,10 @@ export class CacheStore {
     this.#options.clock.clearTimeout(this.#lockTimer)
     const lock = join(this.#options.dir, 'lock')
     const owner = await this.#readLock(lock)
-    if (owner?.token === this.#lockToken) await this.#options.fs.unlink(lock).catch(() => {})
+    if (owner?.token === this.#lockToken) {
+      await this.#options.fs.unlink(lock).catch(() => {})
+      HELD_BY_THIS_PROCESS.delete(lock)
+    }
   }
 
   #dataPath (digest: string): string {
@@ -300,8 +308,8 @@ export class CacheStore {
     const existing = await this.#readLock(path)
     if (existing !== undefined) {
       const age = clock.now() - (await fs.stat(path)).mtimeMs
-      const sameProcessSlot = existing.pid === me.pid && existing.host === me.host
-      if (age < 3 * refresh && !sameProcessSlot) {
+      const earlierLife = existing.pid === me.pid && existing.host === me.host && !HELD_BY_THIS_PROCESS.has(path)
+      if (age < 3 * refresh && !earlierLife) {
         throw new CacheLockedError(`cache directory ${dir} is in use by process ${existing.pid} on ${existing.host} (its lock file was refreshed ${Math.round(age / 1000)} s ago); give each proxy its own --cache-dir`)
       }
       await fs.unlink(path).catch(() => {})
@@ -315,6 +323,7 @@ export class CacheStore {
       if ((err as { code?: string }).code === 'EEXIST') throw new CacheLockedError(`cache directory ${dir} was locked by another process while this one started`)
       throw err
     }
+    HELD_BY_THIS_PROCESS.add(path)
     const beat = (): void => {
       if (this.#closed) return
       fs.touch(path, clock.now()).catch(() => {})
