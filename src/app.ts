@@ -2,11 +2,14 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import type { Logger } from 'pino'
 import { Agent, type Dispatcher } from 'undici'
 import { createAccessControl } from './access/index.js'
+import type { CacheFileSystem } from './cache/file-system.js'
+import { LayerCache } from './cache/layer-cache.js'
+import { parseSize } from './cache/size.js'
 import { ConfigError, settingOrigin, type Config, type RegistryConfig } from './config/index.js'
 import { CredentialFileError } from './access/htpasswd.js'
 import { EcrBasicAuthorizer } from './credentials/authorizer.js'
 import { anonymousToken, createEcrPublicClient, EcrPublicBearerAuthorizer, ecrPublicTokenFetcher } from './credentials/ecr-public.js'
-import type { Clock } from './credentials/clock.js'
+import { systemClock, type Clock } from './credentials/clock.js'
 import { createEcrClient, ecrTokenFetcher, type FetchToken } from './credentials/ecr-token.js'
 import { CredentialPool, ecrCredentialKey, ecrPublicCredentialKey, type CredentialKey } from './credentials/pool.js'
 import { TokenRefresher } from './credentials/refresher.js'
@@ -44,6 +47,8 @@ export interface AppDeps {
   /** undici dispatcher for redirect targets (follow mode). */
   dispatcher?: Dispatcher
   logger?: Logger
+  /** What the layer cache does to its directory. */
+  cacheFileSystem?: CacheFileSystem
 }
 
 export interface App {
@@ -73,6 +78,23 @@ function asConfigError<T> (config: Config, build: () => T, setting?: readonly st
 export function createDispatcher (timeouts: ForwardingTimeouts): Dispatcher {
   // Certificates are always verified; connect/header/body timeouts apply.
   return new Agent(dispatcherOptions(timeouts))
+}
+
+async function openCache (config: Config, dir: string, logger: Logger, metrics: ProxyMetrics, deps: AppDeps): Promise<LayerCache> {
+  try {
+    return await LayerCache.open({
+      dir,
+      maxSize: parseSize(config.cache.maxSize) as number,
+      confirmMs: config.cache.confirmSeconds * 1000,
+      serveStale: config.cache.serveStale,
+      clock: deps.clock ?? systemClock,
+      log: logger.child({ component: 'cache' }),
+      fs: deps.cacheFileSystem,
+      metrics: metrics.registry
+    })
+  } catch (err) {
+    throw new ConfigError(`invalid configuration: ${settingOrigin(config, ['cache', 'dir'])}: ${(err as Error).message}`)
+  }
 }
 
 /**
@@ -142,7 +164,8 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
 
   const agents = deps.agents ?? createUpstreamAgents(config.forwarding)
   // Redirect targets are fetched only in follow mode; nothing to open otherwise.
-  const follow = config.forwarding.redirects === 'follow'
+  // With the cache on, blob redirects are fetched by the proxy (follow rules apply) so they can be cached.
+  const follow = config.forwarding.redirects === 'follow' || config.cache.dir !== undefined
   const ownDispatcher = follow && deps.dispatcher === undefined ? createDispatcher(config.forwarding) : undefined
   const dispatcher = deps.dispatcher ?? ownDispatcher
   const blobs = blobTransport(agents.blobs)
@@ -159,7 +182,9 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   decorateRequestState(app)
   accessLog(app, metrics)
   await app.register(clientAuthenticationPlugin, { authenticator: access.authenticator })
-  healthRoutes(app, registries, router, credentials, metrics)
+  const cache = config.cache.dir === undefined ? undefined : await openCache(config, config.cache.dir, logger, metrics, deps)
+  if (cache !== undefined) app.addHook('onClose', async () => { await cache.close() })
+  healthRoutes(app, registries, router, credentials, metrics, cache)
 
   const upstream = new Upstream({
     transport: agentTransport(agents),
@@ -177,6 +202,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     router,
     upstream,
     policy: access.policy,
+    cache,
     onUpstreamError: (kind, target) => { metrics.upstreamError(kind, target.registry.name) }
   })
 

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { SIZE_PATTERN } from '../cache/size.js'
 
 /**
  * One schema for the whole configuration, in sections: it validates, fills defaults (written here
@@ -101,6 +102,14 @@ export const ForwardingSchema = section({
   redirectAllowedHosts: Type.Optional(Type.Array(Type.String({ minLength: 1 })))
 })
 
+/** The layer cache: off unless a directory is given. */
+export const CacheSchema = section({
+  dir: Type.Optional(Type.String({ minLength: 1 })),
+  maxSize: Type.String({ pattern: SIZE_PATTERN, default: '20GiB' }),
+  confirmSeconds: seconds({ minimum: 0, default: 300 }),
+  serveStale: Type.Boolean({ default: false })
+})
+
 export const ConfigSchema = Type.Object({
   listener: ListenerSchema,
   access: AccessSchema,
@@ -111,6 +120,7 @@ export const ConfigSchema = Type.Object({
   mirrors: Type.Record(Type.String(), MirrorSchema, { default: {} }),
   credentials: CredentialsSchema,
   forwarding: ForwardingSchema,
+  cache: CacheSchema,
   log: section({
     level: Type.Union(LOG_LEVELS.map((level) => Type.Literal(level)), { default: 'info' })
   }),
@@ -125,4 +135,5 @@ export type AccessConfig = Config['access']
 export type RegistryConfig = Config['registries'][number]
 export type MirrorConfig = Static<typeof MirrorSchema>
 export type ForwardingConfig = Config['forwarding']
+export type CacheConfig = Config['cache']
 export type RefreshConfig = Config['credentials']['refresh']

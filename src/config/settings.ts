@@ -62,6 +62,12 @@ function mirrorEntries (items: string[]): Record<string, { registry: string, pre
   return mirrors
 }
 
+/** `cache.<leaf>`: flag `--cache-<leaf>`, variable `ECR_PROXY_CACHE_<LEAF>`. */
+function cacheSetting (leaf: string, kind: Kind, help: string, metavar?: string): Setting {
+  const name = `cache${leaf[0]?.toUpperCase() ?? ''}${leaf.slice(1)}`
+  return { ...setting([], [name], kind, help), path: ['cache', leaf], key: `cache.${leaf}`, ...(metavar === undefined ? {} : { metavar }) }
+}
+
 const LISTENER = ['listener']
 const ACCESS = ['access']
 const REGISTRY = ['registries', '0']
@@ -118,11 +124,15 @@ export const SETTINGS: readonly Setting[] = [
   setting(LISTENER, ['keepAliveTimeoutSeconds'], 'number', 'close a kept-alive client connection after this long without a request (default 72)'),
   setting(FORWARDING, ['upstreamConnectTimeoutSeconds'], 'number', 'time to connect to the registry, TLS included (default 10)'),
   setting(FORWARDING, ['upstreamHeadersTimeoutSeconds'], 'number', 'time for the registry\'s response headers after the request is sent (default 300)'),
-  setting(FORWARDING, ['upstreamBodyTimeoutSeconds'], 'number', 'longest pause inside a response body from the registry (default 300; 0: none)')
+  setting(FORWARDING, ['upstreamBodyTimeoutSeconds'], 'number', 'longest pause inside a response body from the registry (default 300; 0: none)'),
+  cacheSetting('dir', 'string', 'keep pulled blobs and manifests, verified by digest, in this directory and serve them from it (default: no cache); one proxy per directory', 'DIR'),
+  cacheSetting('maxSize', 'string', 'bound of the cache directory, e.g. 20GiB, 500MB; least recently used entries are evicted (default 20GiB)', 'SIZE'),
+  cacheSetting('confirmSeconds', 'number', 'how long the registry\'s answer that a repository has a digest lets the cache serve it through that repository without asking again (default 300)'),
+  cacheSetting('serveStale', 'boolean', 'when the registry or the ECR API cannot be reached, answer a tag from the cache with its last known digest (marked by the Ecr-Proxy-Cache: stale header)')
 ]
 
 /** The sections of the config file; any other top-level key is a flat key of earlier releases. */
-export const SECTIONS = new Set(['listener', 'access', 'registries', 'anyEcrRegistry', 'mirrors', 'credentials', 'forwarding', 'log', 'metrics'])
+export const SECTIONS = new Set(['listener', 'access', 'registries', 'anyEcrRegistry', 'mirrors', 'credentials', 'forwarding', 'cache', 'log', 'metrics'])
 
 /**
  * Flat top-level keys of earlier config files and where they now live: `port` → `listener.port`,

@@ -11,7 +11,7 @@ import { sendRegistryError } from './errors.js'
  * its credential a valid token (never the token itself); `?registry=<host or alias>` asks about
  * one. `/metrics`: Prometheus text.
  */
-export function healthRoutes (app: FastifyInstance, configured: readonly Registry[], router: Router, credentials: CredentialPool, metrics: ProxyMetrics): void {
+export function healthRoutes (app: FastifyInstance, configured: readonly Registry[], router: Router, credentials: CredentialPool, metrics: ProxyMetrics, cache?: { state: () => Record<string, unknown> }): void {
   const state = (registry: Registry) => ({
     registry: registry.name,
     ...(registry.alias === undefined ? {} : { alias: registry.alias }),
@@ -35,7 +35,8 @@ export function healthRoutes (app: FastifyInstance, configured: readonly Registr
     const upstreams = registries.map(state)
     const ready = upstreams.every((upstream) => upstream.ready && upstream.origin !== null)
     reply.code(ready ? 200 : 503)
-    return { ready, upstreams }
+    // The cache's state is shown, never a reason to be unready: without it the proxy still serves.
+    return cache === undefined ? { ready, upstreams } : { ready, upstreams, cache: cache.state() }
   })
   app.get('/metrics', async (_request, reply) => {
     reply.header('content-type', metrics.registry.contentType)

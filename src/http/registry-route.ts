@@ -1,13 +1,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import type { AccessPolicy } from '../access/policy.js'
+import type { LayerCache } from '../cache/layer-cache.js'
 import type { RegistryErrorCode } from '../oci/errors.js'
 import { checkRequest, classify, type RegistryRequest, type RequestCheck } from '../oci/grammar.js'
 import { splitTarget } from '../oci/target.js'
 import { pullOnlyRefusal } from '../routing/mirrors.js'
 import { NoRegistryError, type Router, type Target } from '../routing/resolve.js'
 import type { UpstreamErrorKind } from '../upstream/errors.js'
-import type { Upstream } from '../upstream/fetch.js'
+import type { Upstream, UpstreamResponse } from '../upstream/fetch.js'
 import { RegistryError } from './errors.js'
 import { SERVED_METHODS } from './preflight.js'
 import { respond } from './respond.js'
@@ -17,6 +18,8 @@ export interface RegistryRouteOptions {
   upstream: Upstream
   /** Read-only mode and repository patterns, decided before anything is sent upstream. */
   policy?: AccessPolicy | undefined
+  /** The layer cache (--cache-dir): asked after client authentication and the policy, before the registry. */
+  cache?: LayerCache | undefined
   /** A registry failed in the middle of a body it was sending. */
   onUpstreamError?: ((kind: UpstreamErrorKind, target: Target) => void) | undefined
 }
@@ -48,15 +51,27 @@ async function registryRoute (app: FastifyInstance, options: RegistryRouteOption
     request.proxy.target = target
     const upstreamPath = options.router.upstreamPath(target, path)
     const upstreamQuery = options.router.upstreamQuery(target, query)
-    const response = await options.upstream.fetch(target, {
-      method: request.method,
+    const fetch = async (method: string, headers: FastifyRequest['headers'], signal: AbortSignal | undefined): Promise<UpstreamResponse> => await options.upstream.fetch(target, {
+      method,
       kind: call.kind,
       path: upstreamQuery === '' ? upstreamPath : `${upstreamPath}?${upstreamQuery}`,
-      headers: request.headers,
+      headers,
       body: hasBody(request) ? request.raw : undefined,
       log: request.log as Logger,
-      signal: call.kind === 'blob' ? abortedOnClose(reply) : undefined
+      signal
     })
+    const cache = options.cache
+    const response = cache !== undefined && cache.applies(request.method, call)
+      ? await cache.respond({
+        method: request.method,
+        call,
+        target,
+        headers: request.headers,
+        log: request.log as Logger,
+        // A fill serves every client of its digest: no one client's leaving cancels it.
+        fetch: async (method, headers) => await fetch(method, headers, undefined)
+      })
+      : await fetch(request.method, request.headers, call.kind === 'blob' ? abortedOnClose(reply) : undefined)
     request.proxy.replayed = response.replayed
     const origin = target.registry.origin as string
     return await respond(request, reply, target, origin, response, (kind) => options.onUpstreamError?.(kind, target))
