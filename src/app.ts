@@ -14,6 +14,7 @@ import { accessLog } from './http/access-log.js'
 import { clientAuthenticationPlugin } from './http/client-auth.js'
 import { handleError, sendRegistryError } from './http/errors.js'
 import { healthRoutes } from './http/health.js'
+import { dockerHubListener } from './http/docker-hub-listener.js'
 import { createListener } from './http/listener.js'
 import registryRoute from './http/registry-route.js'
 import { decorateRequestState } from './http/request-state.js'
@@ -53,6 +54,11 @@ export interface App {
   router: Router
   credentials: CredentialPool
   metrics: ProxyMetrics
+  /**
+   * Opens the listener that serves only the docker.io mirror (listener.dockerHubMirrorPort);
+   * resolves to its URL. Undefined when that port is not configured.
+   */
+  listenDockerHubMirror: ((host: string, port: number) => Promise<string>) | undefined
 }
 
 /**
@@ -161,6 +167,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   await app.register(clientAuthenticationPlugin, { authenticator: access.authenticator })
   healthRoutes(app, registries, router, credentials, metrics)
 
+  const hub = config.listener.dockerHubMirrorPort === undefined ? undefined : dockerHubListener(app, listener)
   const upstream = new Upstream({
     transport: agentTransport(agents),
     blobTransport: blobs,
@@ -177,6 +184,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     router,
     upstream,
     policy: access.policy,
+    servesDockerHubOnly: hub?.servesDockerHubOnly,
     onUpstreamError: (kind, target) => { metrics.upstreamError(kind, target.registry.name) }
   })
 
@@ -189,5 +197,5 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     }
     return reply
   })
-  return { app, registries, router, credentials, metrics }
+  return { app, registries, router, credentials, metrics, listenDockerHubMirror: hub?.listen }
 }

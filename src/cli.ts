@@ -52,16 +52,24 @@ async function main (): Promise<number> {
     return 1
   }
   for (const warning of configWarnings(config)) logger.warn(warning)
-  const { app, registries } = built
+  const { app, registries, listenDockerHubMirror } = built
+  const { host, port, dockerHubMirrorPort } = config.listener
   let address: string
+  let hubAddress: string | undefined
+  let listening = `${host}:${port}`
   try {
-    address = await app.listen({ host: config.listener.host, port: config.listener.port })
+    address = await app.listen({ host, port })
+    if (listenDockerHubMirror !== undefined && dockerHubMirrorPort !== undefined) {
+      listening = `${host}:${dockerHubMirrorPort} (--docker-hub-mirror-port)`
+      hubAddress = await listenDockerHubMirror(host, dockerHubMirrorPort)
+    }
   } catch (err) {
     // Stopped first, so that nothing (a token fetch still under way) is logged after the cause.
     await app.close()
-    logger.fatal(`cannot listen on ${config.listener.host}:${config.listener.port}: ${(err as Error).message}`)
+    logger.fatal(`cannot listen on ${listening}: ${(err as Error).message}`)
     return 1
   }
+  if (hubAddress !== undefined) logger.info({ dockerHubMirror: hubAddress }, `serving Docker Hub's mirror (docker.io) on ${hubAddress}: daemon.json "registry-mirrors": ["${hubAddress}"]`)
   logger.info({
     listener: address,
     registries: registries.map((r) => ({ registry: r.name, origin: r.origin ?? '(named by GetAuthorizationToken)', ...(r.alias === undefined ? {} : { alias: r.alias }), ...(r.isDefault ? { default: true } : {}), credential: r.credential.id })),
