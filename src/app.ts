@@ -17,6 +17,7 @@ import { accessLog } from './http/access-log.js'
 import { clientAuthenticationPlugin } from './http/client-auth.js'
 import { handleError, sendRegistryError } from './http/errors.js'
 import { healthRoutes } from './http/health.js'
+import { dockerHubListener } from './http/docker-hub-listener.js'
 import { createListener } from './http/listener.js'
 import registryRoute from './http/registry-route.js'
 import { decorateRequestState } from './http/request-state.js'
@@ -58,6 +59,11 @@ export interface App {
   router: Router
   credentials: CredentialPool
   metrics: ProxyMetrics
+  /**
+   * Opens the listener that serves only the docker.io mirror (listener.dockerHubMirrorPort);
+   * resolves to its URL. Undefined when that port is not configured.
+   */
+  listenDockerHubMirror: ((host: string, port: number) => Promise<string>) | undefined
 }
 
 /**
@@ -186,6 +192,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   if (cache !== undefined) app.addHook('onClose', async () => { await cache.close() })
   healthRoutes(app, registries, router, credentials, metrics, cache)
 
+  const hub = config.listener.dockerHubMirrorPort === undefined ? undefined : dockerHubListener(app, listener)
   const upstream = new Upstream({
     transport: agentTransport(agents),
     blobTransport: blobs,
@@ -203,6 +210,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     upstream,
     policy: access.policy,
     cache,
+    servesDockerHubOnly: hub?.servesDockerHubOnly,
     onUpstreamError: (kind, target) => { metrics.upstreamError(kind, target.registry.name) }
   })
 
@@ -215,5 +223,5 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     }
     return reply
   })
-  return { app, registries, router, credentials, metrics }
+  return { app, registries, router, credentials, metrics, listenDockerHubMirror: hub?.listen }
 }

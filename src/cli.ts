@@ -6,6 +6,7 @@ import { createLogger } from './logger.js'
 import { exposureRefusal } from './http/exposure.js'
 import { runClientConfig } from './client-config/command.js'
 import { registryOrigin } from './routing/endpoint.js'
+import { canonicalMirrorHost } from './routing/mirrors.js'
 import { configWarnings } from './config/warnings.js'
 import { closeOnSignals } from './ops/shutdown.js'
 
@@ -52,16 +53,24 @@ async function main (): Promise<number> {
     return 1
   }
   for (const warning of configWarnings(config)) logger.warn(warning)
-  const { app, registries } = built
+  const { app, registries, listenDockerHubMirror } = built
+  const { host, port, dockerHubMirrorPort } = config.listener
   let address: string
+  let hubAddress: string | undefined
+  let listening = `${host}:${port}`
   try {
-    address = await app.listen({ host: config.listener.host, port: config.listener.port })
+    address = await app.listen({ host, port })
+    if (listenDockerHubMirror !== undefined && dockerHubMirrorPort !== undefined) {
+      listening = `${host}:${dockerHubMirrorPort} (--docker-hub-mirror-port)`
+      hubAddress = await listenDockerHubMirror(host, dockerHubMirrorPort)
+    }
   } catch (err) {
     // Stopped first, so that nothing (a token fetch still under way) is logged after the cause.
     await app.close()
-    logger.fatal(`cannot listen on ${config.listener.host}:${config.listener.port}: ${(err as Error).message}`)
+    logger.fatal(`cannot listen on ${listening}: ${(err as Error).message}`)
     return 1
   }
+  if (hubAddress !== undefined) logger.info({ dockerHubMirror: hubAddress }, `serving Docker Hub's mirror (docker.io) on ${hubAddress}: daemon.json "registry-mirrors": ["${hubAddress}"]`)
   logger.info({
     listener: address,
     registries: registries.map((r) => ({ registry: r.name, origin: r.origin ?? '(named by GetAuthorizationToken)', ...(r.alias === undefined ? {} : { alias: r.alias }), ...(r.isDefault ? { default: true } : {}), credential: r.credential.id })),
@@ -72,8 +81,9 @@ async function main (): Promise<number> {
 }
 
 /**
- * `client-config`: for the registries the proxy is configured with (its config file through
- * `--config FILE` or ECR_PROXY_CONFIG, and ECR_PROXY_REGISTRIES), plus any `--registry HOST`.
+ * `client-config`: for the registries and mirrored hosts the proxy is configured with (its
+ * config file through `--config FILE` or ECR_PROXY_CONFIG, ECR_PROXY_REGISTRIES and
+ * ECR_PROXY_MIRRORS), plus any `--registry HOST`.
  */
 async function clientConfig (argv: string[]): Promise<number> {
   const rest: string[] = []
@@ -85,17 +95,21 @@ async function clientConfig (argv: string[]): Promise<number> {
     else rest.push(arg)
   }
   let hosts: string[]
+  let dockerHubMirrorPort: number | undefined
   try {
     const config = loadConfig({ help: false, version: false, values: new Map(), ...(configFile === undefined ? {} : { configFile }) })
     hosts = config.registries.map((entry) => entry.registry ?? (entry.registryId !== undefined && entry.region !== undefined
       ? new URL(registryOrigin({ registryId: entry.registryId, region: entry.region, fips: entry.fips, dualStack: entry.dualStack })).hostname
       : undefined)).filter((host): host is string => host !== undefined)
+    // Mirrored public registries are pulled under their own names too (docker.io, registry.k8s.io).
+    hosts.push(...Object.keys(config.mirrors).map(canonicalMirrorHost))
+    dockerHubMirrorPort = config.listener.dockerHubMirrorPort
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     process.stderr.write(`ecr-auth-proxy: ${err.message}\n`)
     return 2
   }
-  return await runClientConfig(rest, hosts, process)
+  return await runClientConfig(rest, hosts, process, { dockerHubMirrorPort })
 }
 
 main().then((code) => {

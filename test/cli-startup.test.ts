@@ -91,3 +91,23 @@ t.test('a fatal start-up error is the last thing printed', async (t) => {
   t.match(JSON.parse(lines.at(-1) ?? '{}'), { level: 60, msg: new RegExp(`^cannot listen on 127\\.0\\.0\\.1:${port}: listen EADDRINUSE`) }, 'nothing after the cause')
   t.notOk(second.stdout().includes('ECR token refresh failed'), 'no token error to mislead')
 })
+
+t.test('--docker-hub-mirror-port: its address at start; a port in use is fatal, named as that setting', async (t) => {
+  const args = ['--registry', '600423610423.dkr.ecr.us-east-2.amazonaws.com=prod', '--mirror', 'docker.io=prod/docker-hub']
+  const first = await startCli(t, [...args, '--docker-hub-mirror-port', '0'], {})
+  await first.waitFor(/"msg":"serving Docker Hub's mirror/)
+  const line = JSON.parse(first.stdout().split('\n').find((l) => l.includes('"dockerHubMirror"')) ?? '{}') as Record<string, unknown>
+  const hub = String(line.dockerHubMirror)
+  t.match(hub, /^http:\/\/127\.0\.0\.1:\d+$/)
+  t.not(hub, first.url)
+  t.equal(line.msg, `serving Docker Hub's mirror (docker.io) on ${hub}: daemon.json "registry-mirrors": ["${hub}"]`)
+  const ping = await request(`${hub}/v2/`)
+  t.equal(ping.statusCode, 503, 'served by the proxy: the registry has no token yet')
+  t.match(await ping.body.json(), { errors: [{ code: 'UNAVAILABLE' }] })
+
+  const port = new URL(hub).port
+  const second = await startCli(t, [...args, '--port', '0', '--docker-hub-mirror-port', port], {})
+  t.equal(await second.exited, 1)
+  const lines = second.stdout().trim().split('\n')
+  t.match(JSON.parse(lines.at(-1) ?? '{}'), { level: 60, msg: new RegExp(`^cannot listen on 127\\.0\\.0\\.1:${port} \\(--docker-hub-mirror-port\\): listen EADDRINUSE`) }, 'nothing after the cause')
+})

@@ -5,7 +5,7 @@
  */
 import { resolve } from 'node:path'
 import { ClientConfigUsageError, parseRegistryHosts } from './names.js'
-import { containerdHosts, k3sRegistries, kindClusterConfig, type RenderedFile } from './render.js'
+import { containerdHosts, dockerDaemonJson, k3sRegistries, kindClusterConfig, type RenderedFile } from './render.js'
 import { writeFiles } from './write.js'
 
 export interface Output {
@@ -18,7 +18,8 @@ export const DEFAULT_PROXY = 'http://127.0.0.1:5000'
 const CLIENTS = {
   containerd: ['dir', 'proxy', 'server', 'ca'],
   k3s: ['proxy', 'ca'],
-  kind: ['hosts-dir', 'proxy']
+  kind: ['hosts-dir', 'proxy'],
+  docker: ['proxy']
 } as const
 type Client = keyof typeof CLIENTS
 
@@ -38,9 +39,17 @@ Clients:
   kind [--hosts-dir DIR] [--proxy URL]
       a kind cluster config whose containerd reads /etc/containerd/certs.d; with --hosts-dir,
       that directory (filled by "client-config containerd --dir DIR") is mounted on the node.
+  docker [--proxy URL]
+      /etc/docker/daemon.json making the proxy Docker Hub's mirror ("registry-mirrors"; Docker
+      mirrors Docker Hub only). Needs docker.io mirrored (mirrors: in the config, or
+      --registry docker.io); the proxy URL defaults to the --docker-hub-mirror-port listener
+      when the config has one. A plain-HTTP proxy off loopback is also listed under
+      "insecure-registries".
 
 Options:
-  --registry HOST  a registry hostname (no scheme, no path); repeat for each registry
+  --registry HOST  a registry hostname (no scheme, no path); repeat for each registry. The
+                   registries and mirrored hosts of the proxy's config (--config FILE or
+                   ECR_PROXY_CONFIG) are included without it
   --proxy URL      the proxy as the node's container runtime reaches it (default ${DEFAULT_PROXY})
   --server URL     containerd: the host tried last instead of each registry itself
   --ca FILE        a CA certificate file on the node, for an https:// proxy
@@ -59,8 +68,8 @@ interface Parsed {
 function parse (argv: readonly string[]): Parsed | 'help' {
   if (argv.includes('--help') || argv.includes('-h')) return 'help'
   const [client, ...rest] = argv
-  if (client === undefined) throw new ClientConfigUsageError('client-config: name a client: containerd, k3s or kind (see client-config --help)')
-  if (!Object.hasOwn(CLIENTS, client)) throw new ClientConfigUsageError(`client-config: unknown client ${JSON.stringify(client)}: containerd, k3s or kind`)
+  if (client === undefined) throw new ClientConfigUsageError('client-config: name a client: containerd, k3s, kind or docker (see client-config --help)')
+  if (!Object.hasOwn(CLIENTS, client)) throw new ClientConfigUsageError(`client-config: unknown client ${JSON.stringify(client)}: containerd, k3s, kind or docker`)
   const allowed: readonly string[] = CLIENTS[client as Client]
   const where = `client-config ${client}`
   const registries: string[] = []
@@ -85,11 +94,18 @@ function parse (argv: readonly string[]): Parsed | 'help' {
   return { client: client as Client, registries, options }
 }
 
+/** What the proxy's own configuration says about how clients reach it. */
+export interface ProxySettings {
+  /** listener.dockerHubMirrorPort: Docker's registry-mirrors goes there. */
+  dockerHubMirrorPort?: number | undefined
+}
+
 /**
  * Runs `client-config` with the arguments after it. `registries` are hostnames the caller
- * already knows (the proxy's configured registries); `--registry` flags add to them.
+ * already knows (the proxy's configured registries and mirrored hosts); `--registry` flags add
+ * to them.
  */
-export async function runClientConfig (argv: readonly string[], registries: readonly string[], out: Output): Promise<number> {
+export async function runClientConfig (argv: readonly string[], registries: readonly string[], out: Output, settings: ProxySettings = {}): Promise<number> {
   let parsed: Parsed | 'help'
   let text: string
   let files: RenderedFile[] | undefined
@@ -117,6 +133,14 @@ export async function runClientConfig (argv: readonly string[], registries: read
         const named = hosts.length === 0 ? ['--registry HOST'] : hosts.map((h) => `--registry ${h}`)
         const fillCommand = hostsDir === undefined ? undefined : ['ecr-auth-proxy client-config containerd', ...named, `--proxy ${proxy}`, `--dir ${hostsDir}`].join(' ')
         text = kindClusterConfig({ hostsDir, fillCommand })
+        break
+      }
+      case 'docker': {
+        if (!hosts.includes('docker.io')) throw new ClientConfigUsageError('client-config docker: Docker\'s registry-mirrors serves Docker Hub only, and docker.io is not mirrored here (mirrors: docker.io: { registry, prefix } in the config, or --registry docker.io when the proxy maps it)')
+        const port = settings.dockerHubMirrorPort
+        const daemon = dockerDaemonJson({ proxy: options.get('proxy') ?? (port === undefined || port === 0 ? DEFAULT_PROXY : `http://127.0.0.1:${port}`) })
+        if (daemon.note !== undefined) out.stderr.write(`note: ${daemon.note}\n`)
+        text = daemon.content
         break
       }
     }

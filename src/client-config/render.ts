@@ -159,3 +159,30 @@ export function kindClusterConfig (input: KindClusterInput = {}): string {
   }
   return `${lines.join('\n')}\n`
 }
+
+export interface DockerDaemonJson {
+  /** The daemon.json text. */
+  content: string
+  /** What the user must know that JSON cannot say; undefined when nothing. */
+  note?: string
+}
+
+/**
+ * Docker Engine: daemon.json with the proxy as Docker Hub's mirror (`registry-mirrors` applies to
+ * Docker Hub only; FACTS §6). dockerd speaks plain HTTP without asking only to 127.0.0.0/8 and
+ * ::1, so a plain-HTTP proxy elsewhere is also listed under `insecure-registries`.
+ */
+export function dockerDaemonJson (input: { proxy: string }): DockerDaemonJson {
+  const proxy = parseOriginUrl(input.proxy, '--proxy')
+  const url = new URL(proxy)
+  const loopback = /^127\.\d+\.\d+\.\d+$/.test(url.hostname) || url.hostname === '[::1]' || url.hostname === 'localhost'
+  const insecure = url.protocol === 'http:' && !loopback
+  const json: Record<string, string[]> = { 'registry-mirrors': [proxy] }
+  if (insecure) json['insecure-registries'] = [url.host]
+  return {
+    content: `${JSON.stringify(json, null, 2)}\n`,
+    ...(insecure
+      ? { note: `${url.host} is plain HTTP off loopback: dockerd uses plain HTTP there only when it is listed in "insecure-registries" (included above); merge both keys into /etc/docker/daemon.json and restart dockerd` }
+      : {})
+  }
+}

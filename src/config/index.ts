@@ -170,6 +170,14 @@ export function loadConfig (args: CliArgs, env: NodeJS.ProcessEnv = process.env)
     const { source, key } = originOf(origins, ['mirrors', ...mirrorProblem.path])
     throw new ConfigError(`invalid configuration: ${key} (from ${source}) ${mirrorProblem.message}`)
   }
+  const hubPort = config.listener.dockerHubMirrorPort
+  if (hubPort !== undefined) {
+    const { source, key } = originOf(origins, ['listener', 'dockerHubMirrorPort'])
+    if (!Object.keys(config.mirrors).some((host) => canonicalMirrorHost(host) === 'docker.io')) {
+      throw new ConfigError(`invalid configuration: ${key} (from ${source}) serves only the docker.io mirror, and none is configured (--mirror docker.io=REGISTRY/PREFIX), got ${hubPort}`)
+    }
+    if (hubPort !== 0 && hubPort === config.listener.port) throw new ConfigError(`invalid configuration: ${key} (from ${source}) must differ from listener.port, got ${hubPort}`)
+  }
   return config
 }
 

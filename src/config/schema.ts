@@ -14,6 +14,8 @@ const section = <T extends Parameters<typeof Type.Object>[0]>(properties: T) => 
 export const ListenerSchema = section({
   host: Type.String({ minLength: 1, default: '127.0.0.1' }),
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 5000 }),
+  /** A second port, on the same host, that serves only the docker.io mirror (Docker's registry-mirrors). */
+  dockerHubMirrorPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
   tlsCert: Type.Optional(Type.String({ minLength: 1 })),
   tlsKey: Type.Optional(Type.String({ minLength: 1 })),
   maxConnections: Type.Integer({ minimum: 0, default: 1024 }),

@@ -95,6 +95,7 @@ export const SETTINGS: readonly Setting[] = [
   setting([], ['anyEcrRegistry'], 'boolean', 'also serve every other hostname of ECR\'s private-registry grammar (<account>.dkr.ecr.<region>.amazonaws.com, …), with that region\'s token fetched on first use'),
   setting(LISTENER, ['host'], 'string', 'address to listen on (default 127.0.0.1)'),
   setting(LISTENER, ['port'], 'integer', 'port to listen on (default 5000; 0 picks a free port)'),
+  setting(LISTENER, ['dockerHubMirrorPort'], 'integer', 'also listen on this port, on the same host, serving only the docker.io mirror: Docker\'s registry-mirrors for set-ups that also have a default registry (needs a docker.io mirror; 0 picks a free port)'),
   setting(REGISTRY, ['region'], 'string', 'AWS region of the registry (default: the SDK\'s AWS_REGION / profile setting)'),
   setting(REGISTRY, ['registryId'], 'string', 'AWS account id of the registry; default: the proxyEndpoint GetAuthorizationToken returns'),
   setting(REGISTRY, ['upstream'], 'string', 'registry origin to forward to, e.g. https://host:port (overrides --registry-id; http:// allowed for local registries)'),

@@ -20,6 +20,8 @@ export interface RegistryRouteOptions {
   policy?: AccessPolicy | undefined
   /** The layer cache (--cache-dir): asked after client authentication and the policy, before the registry. */
   cache?: LayerCache | undefined
+  /** Requests that came through the listener serving only Docker Hub's mirror (--docker-hub-mirror-port). */
+  servesDockerHubOnly?: ((raw: FastifyRequest['raw']) => boolean) | undefined
   /** A registry failed in the middle of a body it was sending. */
   onUpstreamError?: ((kind: UpstreamErrorKind, target: Target) => void) | undefined
 }
@@ -37,7 +39,7 @@ async function registryRoute (app: FastifyInstance, options: RegistryRouteOption
     const { call, checked } = parse(request, path, query)
     let target: Target
     try {
-      target = options.router.resolve(call, query)
+      target = options.servesDockerHubOnly?.(request.raw) === true ? options.router.resolveDockerHub(call) : options.router.resolve(call, query)
     } catch (err) {
       // With no default registry, a bare ping is the proxy's own to answer: clients ping before
       // they pull <host>/team/app or <alias>/team/app.

@@ -63,3 +63,27 @@ export function pullOnlyRefusal (method: string, request: RegistryRequest, mirro
   const what = request.kind === 'upload' ? 'blob uploads' : `${method} on a ${request.kind}`
   return { status: 403, code: 'DENIED', message: `${mirror.host} is served pull-only from a pull-through cache: ${what} is not allowed` }
 }
+
+/** What a warning says about a 403 from a pull-through cache. */
+export interface PullThroughDenial {
+  /** The permission ECR's message names, or the two a first pull needs when it names none. */
+  permission: string
+  message: string
+}
+
+const NAMED_PERMISSION = /not authorized to perform:? (ecr:[A-Za-z]+)/
+
+/**
+ * A 403 to a mirrored name: the first pull of an image through a cache rule imports it
+ * (ecr:BatchImportUpstreamImage) and the first of a repository creates it
+ * (ecr:CreateRepository) — permissions that plain pulls never needed, so this is the usual cause
+ * (docs/mirrors.md). The body, when read, names the action ECR refused.
+ */
+export function pullThroughDenial (mirror: Mirror, body: Buffer | undefined): PullThroughDenial {
+  const named = body === undefined ? undefined : NAMED_PERMISSION.exec(body.toString('utf8'))?.[1]
+  const permission = named ?? 'ecr:BatchImportUpstreamImage or ecr:CreateRepository'
+  return {
+    permission,
+    message: `the pull-through cache of ${mirror.registry.name} refused a ${mirror.host} pull under prefix ${mirror.prefix}: its identity likely lacks ${permission} (a first pull imports the image and may create the repository)`
+  }
+}

@@ -3,6 +3,7 @@ import { Readable } from 'node:stream'
 import type { Logger } from 'pino'
 import type { Authorization, Authorizer } from '../credentials/authorizer.js'
 import type { RouteKind } from '../oci/grammar.js'
+import { pullThroughDenial } from '../routing/mirrors.js'
 import type { Target } from '../routing/resolve.js'
 import { UpstreamError, toUpstreamError, type UpstreamErrorKind } from './errors.js'
 import { upstreamRequestHeaders } from './headers.js'
@@ -114,6 +115,10 @@ export class Upstream {
         request.log.info({ status: response.statusCode }, 'replaying the request with a new credential')
         authorization = outcome.replacement
         continue
+      }
+      if (response.statusCode === 403 && target.mirror !== undefined) {
+        const denial = pullThroughDenial(target.mirror, rest === undefined ? head : undefined)
+        request.log.warn({ registry: registry.name, mirror: target.mirror.host, prefix: target.mirror.prefix, upstreamRepository: target.upstreamName, permission: denial.permission }, denial.message)
       }
       // The client gets the registry's answer whole: the part read, then the rest.
       const body = rest === undefined ? Readable.from([head]) : Readable.from(concatenated(head, rest))

@@ -27,7 +27,7 @@ t.test('client-config prints the hosts files and exits 0', async (t) => {
 
 t.test('its own flags, not the proxy\'s: --port is unknown to it', async (t) => {
   t.same(cli(['client-config', 'containerd', '--registry', ECR, '--port', '5000']), { status: 2, stdout: '', stderr: 'ecr-auth-proxy: client-config containerd: unknown option --port\n' })
-  t.same(cli(['client-config']), { status: 2, stdout: '', stderr: 'ecr-auth-proxy: client-config: name a client: containerd, k3s or kind (see client-config --help)\n' })
+  t.same(cli(['client-config']), { status: 2, stdout: '', stderr: 'ecr-auth-proxy: client-config: name a client: containerd, k3s, kind or docker (see client-config --help)\n' })
 })
 
 t.test('client-config --help', async (t) => {
@@ -49,4 +49,29 @@ t.test('the proxy\'s configured registries, from --config or the environment, pl
   const bad = cli(['client-config', 'containerd', '--config', join(dir, 'missing.yaml')])
   t.equal(bad.status, 2)
   t.match(bad.stderr, /^ecr-auth-proxy: cannot read config file .*missing\.yaml/)
+})
+
+t.test('mirrored hosts from the config are included; docker gets daemon.json for the Docker Hub mirror port', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'ecr-proxy-client-config-'))
+  const file = join(dir, 'proxy.yaml')
+  writeFileSync(file, [
+    'registries:',
+    `  - { registry: ${ECR}, alias: prod, default: true }`,
+    'mirrors:',
+    '  registry-1.docker.io: { registry: prod, prefix: docker-hub }',
+    '  registry.k8s.io: { registry: prod, prefix: k8s }',
+    'listener: { dockerHubMirrorPort: 5001 }',
+    ''
+  ].join('\n'))
+  const containerd = cli(['client-config', 'containerd', '--config', file])
+  t.equal(containerd.status, 0, containerd.stderr)
+  t.same([...containerd.stdout.matchAll(/^# (\S+)\/hosts\.toml$/gm)].map((m) => m[1]), [ECR, 'docker.io', 'registry.k8s.io'], 'Docker Hub under the name containerd looks up')
+  t.match(containerd.stdout, '# docker.io/hosts.toml\n')
+  t.match(containerd.stdout, 'server = "https://registry-1.docker.io"\n')
+
+  const docker = cli(['client-config', 'docker', '--config', file])
+  t.same(docker, { status: 0, stdout: '{\n  "registry-mirrors": [\n    "http://127.0.0.1:5001"\n  ]\n}\n', stderr: '' })
+  const fromEnv = spawnSync(process.execPath, [CLI, 'client-config', 'docker'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', ECR_PROXY_REGISTRIES: `${ECR}=prod`, ECR_PROXY_MIRRORS: 'docker.io=prod/docker-hub' }, timeout: 30_000 })
+  t.same(JSON.parse(fromEnv.stdout), { 'registry-mirrors': ['http://127.0.0.1:5000'] }, 'the main port without a Docker Hub mirror port')
+  t.same(cli(['client-config', 'docker', '--registry', ECR]), { status: 2, stdout: '', stderr: 'ecr-auth-proxy: client-config docker: Docker\'s registry-mirrors serves Docker Hub only, and docker.io is not mirrored here (mirrors: docker.io: { registry, prefix } in the config, or --registry docker.io when the proxy maps it)\n' })
 })

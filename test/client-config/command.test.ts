@@ -108,9 +108,9 @@ t.test('--help anywhere prints the help', async (t) => {
 
 t.test('bad usage: exit 2 and one line naming the problem', async (t) => {
   const cases: Array<[string[], string]> = [
-    [[], 'client-config: name a client: containerd, k3s or kind (see client-config --help)'],
-    [['docker'], 'client-config: unknown client "docker": containerd, k3s or kind'],
-    [['toString'], 'client-config: unknown client "toString": containerd, k3s or kind'],
+    [[], 'client-config: name a client: containerd, k3s, kind or docker (see client-config --help)'],
+    [['podman'], 'client-config: unknown client "podman": containerd, k3s, kind or docker'],
+    [['toString'], 'client-config: unknown client "toString": containerd, k3s, kind or docker'],
     [['containerd'], 'no registries: give --registry HOST, once per registry'],
     [['k3s'], 'no registries: give --registry HOST, once per registry'],
     [['containerd', '--registry'], 'client-config containerd: --registry needs a value'],
@@ -131,4 +131,21 @@ t.test('bad usage: exit 2 and one line naming the problem', async (t) => {
   }
   t.same(await cli(['containerd'], ['https://a.example']), { code: 2, stdout: '', stderr: 'ecr-auth-proxy: --registry "https://a.example": a hostname, not a URL (drop https://)\n' },
     'configured registries are checked too')
+})
+
+t.test('docker: daemon.json with the proxy as Docker Hub\'s mirror; insecure-registries off loopback', async (t) => {
+  t.same(await cli(['docker', '--registry', 'docker.io']), { code: 0, stdout: '{\n  "registry-mirrors": [\n    "http://127.0.0.1:5000"\n  ]\n}\n', stderr: '' })
+  t.same(await cli(['docker'], ['docker.io']), { code: 0, stdout: '{\n  "registry-mirrors": [\n    "http://127.0.0.1:5000"\n  ]\n}\n', stderr: '' }, 'docker.io known from the configuration')
+  for (const loopback of ['http://127.0.0.2:5001', 'http://localhost:5000', 'http://[::1]:5000', 'https://proxy.example:5443']) {
+    const run = await cli(['docker', '--proxy', loopback], ['docker.io'])
+    t.same(run, { code: 0, stdout: `${JSON.stringify({ 'registry-mirrors': [loopback] }, null, 2)}\n`, stderr: '' }, loopback)
+  }
+  const remote = await cli(['docker', '--proxy', 'http://proxy.example:5000'], ['docker.io'])
+  t.equal(remote.code, 0)
+  t.same(JSON.parse(remote.stdout), { 'registry-mirrors': ['http://proxy.example:5000'], 'insecure-registries': ['proxy.example:5000'] })
+  t.equal(remote.stderr, 'note: proxy.example:5000 is plain HTTP off loopback: dockerd uses plain HTTP there only when it is listed in "insecure-registries" (included above); merge both keys into /etc/docker/daemon.json and restart dockerd\n')
+  const hubPort = await runClientConfig(['docker'], ['docker.io'], { stdout: { write: (s: string) => { t.same(JSON.parse(s), { 'registry-mirrors': ['http://127.0.0.1:5001'] }, 'the Docker Hub mirror port when configured') } }, stderr: { write: () => { t.fail('nothing on stderr') } } }, { dockerHubMirrorPort: 5001 })
+  t.equal(hubPort, 0)
+  t.same(await cli(['docker', '--dir', '/tmp/x'], ['docker.io']), { code: 2, stdout: '', stderr: 'ecr-auth-proxy: client-config docker: unknown option --dir\n' })
+  t.same(await cli(['docker', '--proxy', 'http://127.0.0.1:5000/v2'], ['docker.io']), { code: 2, stdout: '', stderr: 'ecr-auth-proxy: --proxy "http://127.0.0.1:5000/v2": scheme, host and port only (containerd adds /v2 itself)\n' })
 })
