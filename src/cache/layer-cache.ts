@@ -166,6 +166,11 @@ export class LayerCache {
       this.#confirm(request, digest)
       return true
     }
+    // A 5xx is the registry out of reach too (issue 13, item 7), not a "no" for this repository.
+    if (response.statusCode >= 500 && this.#options.serveStale && this.#knowledge.wasConfirmed(registry, repository, digest)) {
+      request.log.warn({ digest, reason: `the registry answered ${response.statusCode}` }, 'the registry cannot be reached: served from the cache on an earlier confirmation')
+      return true
+    }
     return false
   }
 

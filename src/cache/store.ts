@@ -46,6 +46,7 @@ export class CacheLockedError extends Error {
 interface LockOwner { pid: number, host: string, token: string }
 
 const LOCK_REFRESH_MS = 10_000
+const UNREADABLE: LockOwner = { pid: -1, host: '', token: '' }
 /**
  * Cache directories this process holds: a lock naming this pid and host is ours only if listed
  * here; otherwise it was left by an earlier life of the same pid (a restarted container's pid 1).
@@ -309,6 +310,9 @@ export class CacheStore {
     if (existing !== undefined) {
       const age = clock.now() - (await fs.stat(path)).mtimeMs
       const earlierLife = existing.pid === me.pid && existing.host === me.host && !HELD_BY_THIS_PROCESS.has(path)
+      if (age < 3 * refresh && existing.pid === UNREADABLE.pid) {
+        throw new CacheLockedError(`cache directory ${dir} is locked: its lock file is being written or was left unreadable ${Math.round(age / 1000)} s ago`)
+      }
       if (age < 3 * refresh && !earlierLife) {
         throw new CacheLockedError(`cache directory ${dir} is in use by process ${existing.pid} on ${existing.host} (its lock file was refreshed ${Math.round(age / 1000)} s ago); give each proxy its own --cache-dir`)
       }
@@ -337,8 +341,8 @@ export class CacheStore {
       return JSON.parse((await this.#options.fs.readFile(path)).toString('utf8')) as LockOwner
     } catch (err) {
       if ((err as { code?: string }).code === 'ENOENT') return undefined
-      // Unreadable or half-written: whoever wrote it died while writing.
-      return { pid: -1, host: '', token: '' }
+      // Unreadable or half-written: being written now, or whoever wrote it died while writing.
+      return UNREADABLE
     }
   }
 }

@@ -86,7 +86,9 @@ t.test('a body cut short by the registry: the client is cut off, nothing is comm
   const digest = registry.addBlob(['team/app'], pattern(300_000))
   registry.blobs.get(digest)!.truncate = true
   const proxy = await startCachingProxy(t, registry.url, await tempDir(t))
-  const first = await fetch(`${proxy.url}/v2/team/app/blobs/${digest}`)
+  // The fill may fail before the proxy has written anything (the headers go out with the first
+  // bytes): then the connection closes before a status line. Either way, cut off.
+  const first = await fetch(`${proxy.url}/v2/team/app/blobs/${digest}`).catch((err: Error) => ({ error: err, body: Buffer.alloc(0) }))
   t.ok(first.error !== undefined, 'the body was cut')
   t.ok(first.body.length < 300_000)
   await waitFor(async () => (await readdir(join(proxy.dir, 'tmp'))).length === 0)

@@ -21,7 +21,19 @@ export function pattern (size: number, seed = 1): Buffer {
   return data
 }
 
-interface StoredBlob { data: Buffer, repos: Set<string>, wrongBytes?: boolean, truncate?: boolean, hold?: Promise<void> }
+interface StoredBlob {
+  data: Buffer
+  repos: Set<string>
+  wrongBytes?: boolean
+  truncate?: boolean
+  hold?: Promise<void>
+  /** A Docker-Content-Digest other than the digest asked for. */
+  announce?: string
+  /** Sent chunked, without Content-Length. */
+  chunked?: boolean
+  /** Range ignored: always the whole body with 200. */
+  ignoreRange?: boolean
+}
 
 export interface RecordedRequest { method: string, url: string, headers: IncomingHttpHeaders }
 
@@ -31,7 +43,7 @@ export interface RecordedRequest { method: string, url: string, headers: Incomin
  */
 export class FakeRegistry {
   readonly blobs = new Map<string, StoredBlob>()
-  readonly manifests = new Map<string, { body: Buffer, mediaType: string }>()
+  readonly manifests = new Map<string, { body: Buffer, mediaType: string, announce?: string }>()
   readonly requests: RecordedRequest[] = []
   server: Server | undefined
   url = ''
@@ -77,18 +89,18 @@ export class FakeRegistry {
           return
         }
         const size = stored.data.length
-        const headers = { 'content-type': 'application/octet-stream', 'docker-content-digest': digest, etag: `"${digest}"`, 'accept-ranges': 'bytes', 'docker-distribution-api-version': 'registry/2.0' }
+        const headers = { 'content-type': 'application/octet-stream', 'docker-content-digest': stored.announce ?? digest, etag: `"${digest}"`, 'accept-ranges': 'bytes', 'docker-distribution-api-version': 'registry/2.0' }
         if (req.method === 'HEAD') { res.writeHead(200, { ...headers, 'content-length': size }).end(); return }
         const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '')
         let data = stored.data
         if (stored.wrongBytes === true) data = Buffer.from(data.map((b) => b ^ 1))
-        if (range !== null) {
+        if (range !== null && stored.ignoreRange !== true) {
           const start = Number(range[1])
           const end = range[2] === '' ? size - 1 : Number(range[2])
           res.writeHead(206, { ...headers, 'content-length': end + 1 - start, 'content-range': `bytes ${start}-${end}/${size}` }).end(data.subarray(start, end + 1))
           return
         }
-        res.writeHead(200, { ...headers, 'content-length': size })
+        res.writeHead(200, stored.chunked === true ? headers : { ...headers, 'content-length': size })
         const half = Math.floor(size / 2)
         if (stored.truncate === true) { res.write(data.subarray(0, half), () => { setImmediate(() => res.destroy()) }); return }
         res.write(data.subarray(0, half))
@@ -101,7 +113,7 @@ export class FakeRegistry {
         const [repo, ref] = [manifest[1] as string, manifest[2] as string]
         const stored = this.manifests.get(ref.includes(':') ? `${repo}@${ref}` : `${repo}:${ref}`)
         if (stored === undefined) { res.writeHead(404, json).end(req.method === 'HEAD' ? undefined : '{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'); return }
-        res.writeHead(200, { 'content-type': stored.mediaType, 'content-length': stored.body.length, 'docker-content-digest': sha256(stored.body), 'docker-distribution-api-version': 'registry/2.0' })
+        res.writeHead(200, { 'content-type': stored.mediaType, 'content-length': stored.body.length, 'docker-content-digest': stored.announce ?? sha256(stored.body), 'docker-distribution-api-version': 'registry/2.0' })
         res.end(req.method === 'HEAD' ? undefined : stored.body)
         return
       }

@@ -38,6 +38,7 @@ import type { IJob } from 'kubernetes-models/batch/v1/Job'
 import { ClientConfigUsageError, parseOriginUrl, parseRegistryHost } from '../../src/client-config/names.js'
 import { CONTAINERD_CERTS_DIR } from '../../src/client-config/render.js'
 import { runClientConfig } from '../../src/client-config/command.js'
+import { parseSize } from '../../src/cache/size.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const DEPLOY = join(ROOT, 'deploy')
@@ -570,6 +571,21 @@ function checkProxy (w: Workload, c: Obj, image: ImageDefaults, expect: Expectat
   if (runAsUser !== image.uid) problems.push(`${where}: runAsUser ${String(runAsUser)} is not the image's user ${image.uid}`)
   if (!arr(c.volumeMounts).map(obj).some((m) => m.mountPath === '/tmp')) problems.push(`${where}: no writable /tmp`)
 
+  // The layer cache: its own writable volume; an emptyDir's sizeLimit above --cache-max-size with
+  // a tenth to spare (metadata files, block rounding), or the kubelet evicts the pod.
+  const cacheDir = setting(c, 'cache-dir')
+  if (cacheDir !== undefined) {
+    const mount = arr(c.volumeMounts).map(obj).find((m) => m.mountPath === cacheDir)
+    const volume = arr(w.podSpec.volumes).map(obj).find((v) => v.name === mount?.name)
+    const maxSize = parseSize(setting(c, 'cache-max-size', '20GiB') ?? '')
+    if (mount === undefined || volume === undefined) problems.push(`${where}: --cache-dir ${cacheDir} is not a volume mount (the root is read-only)`)
+    else if (mount.readOnly === true) problems.push(`${where}: --cache-dir ${cacheDir} is mounted read-only`)
+    else if (isObj(volume.emptyDir)) {
+      const limit = quantity(volume.emptyDir.sizeLimit)
+      if (limit === undefined || maxSize === undefined || limit < maxSize * 1.1) problems.push(`${where}: the cache's emptyDir sizeLimit ${String(volume.emptyDir.sizeLimit)} does not exceed --cache-max-size ${String(maxSize)} bytes by 10%`)
+    } else if (!isObj(volume.hostPath)) problems.push(`${where}: --cache-dir ${cacheDir} is on neither an emptyDir nor the node's disk`)
+  }
+
   // Shutdown: the pod's grace period covers preStop plus the proxy's own drain time.
   const drain = Number(setting(c, 'shutdown-grace-seconds', '30'))
   const preStop = num(obj(obj(obj(c.lifecycle).preStop).sleep).seconds) ?? 0
@@ -856,6 +872,9 @@ t.test('deploy/sidecar: a native sidecar on the pod loopback beside a tool using
   t.equal(w.podSpec.hostNetwork, undefined)
   const tools = arr(w.podSpec.containers).map(obj).filter((c) => !isProxy(c))
   t.ok(tools.length >= 1 && tools.every((c) => [...arr(c.command), ...arr(c.args)].join(' ').includes('localhost:5000/')), 'the tool goes through localhost:5000')
+  t.equal(setting(proxy ?? {}, 'cache-dir'), '/var/cache/ecr-auth-proxy')
+  t.equal(setting(proxy ?? {}, 'cache-max-size'), '1GiB', 'the size docs/operations.md gives')
+  t.same(arr(w.podSpec.volumes).map(obj).find((v) => v.name === 'proxy-cache'), { name: 'proxy-cache', emptyDir: { sizeLimit: '1200Mi' } })
 })
 
 t.test('deploy/shared: a Service, client authentication from a Secret, never the risk flag', async (t) => {
@@ -966,6 +985,8 @@ const BREAKAGES: Breakage[] = [
   { name: 'a misspelt securityContext field', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, c) => { const sc = obj(c.securityContext); sc.readOnlyRootFileSystem = true; delete sc.readOnlyRootFilesystem }, expect: /readOnlyRootFilesystem is not true/ },
   { name: 'a misspelt metadata field', dir: 'deploy/shared', kind: 'ServiceAccount', change: (o) => { obj(o.metadata).annotation = obj(o.metadata).annotations; delete obj(o.metadata).annotations }, expect: /metadata\.annotation: unknown field/ },
   { name: 'liveness and readiness swapped', dir: 'deploy/shared', kind: 'Deployment', change: (_o, c) => { [c.livenessProbe, c.readinessProbe] = [c.readinessProbe, c.livenessProbe] }, expect: /livenessProbe asks \/readyz/ },
+  { name: 'a cache larger than its emptyDir', dir: 'deploy/sidecar', kind: 'Job', change: (_o, c) => { arr(c.args)[arr(c.args).indexOf('--cache-max-size') + 1] = '2GiB' }, expect: /the cache's emptyDir sizeLimit 1200Mi does not exceed --cache-max-size 2147483648 bytes by 10%/ },
+  { name: 'a cache on the read-only root', dir: 'deploy/sidecar', kind: 'Job', change: (_o, c) => { c.volumeMounts = arr(c.volumeMounts).map(obj).filter((m) => m.name !== 'proxy-cache') }, expect: /--cache-dir \/var\/cache\/ecr-auth-proxy is not a volume mount/ },
   { name: 'no liveness probe', dir: 'deploy/sidecar', kind: 'Job', change: (_o, c) => { delete c.livenessProbe }, expect: /no livenessProbe/ },
   { name: 'a probe on another port', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, c) => { obj(obj(c.readinessProbe).httpGet).port = 5001 }, expect: /readinessProbe asks port 5001/ },
   { name: 'an HTTPS probe on an HTTP listener', dir: 'deploy/shared', kind: 'Deployment', change: (_o, c) => { obj(obj(c.livenessProbe).httpGet).scheme = 'HTTPS' }, expect: /livenessProbe uses HTTPS, the proxy serves HTTP/ },
