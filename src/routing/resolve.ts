@@ -75,6 +75,11 @@ export class Router {
   resolveDockerHub (request: RegistryRequest): Target {
     const mirror = this.#mirrors.get(DOCKER_HUB)
     if (mirror === undefined) throw new NoRegistryError('docker.io is not mirrored by this proxy')
+    // As on the main listener: a hostname first (Docker's rule) is never a Docker Hub repository.
+    const first = request.name?.split('/')[0]
+    if (first !== undefined && request.name?.includes('/') === true && looksLikeHost(first)) {
+      throw new NoRegistryError(`"${request.name}" names a registry host; this port serves only Docker Hub names (library/nginx)`)
+    }
     return mirrored(mirror, request.name, request.name, 'docker-hub')
   }
 

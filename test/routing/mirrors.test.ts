@@ -82,6 +82,8 @@ t.test('no default registry and docker.io mirrored: bare names are Docker Hub na
   const hubOnly = withDefault.resolveDockerHub(request('library/nginx/manifests/latest'))
   t.same([hubOnly.registry, hubOnly.upstreamName, hubOnly.clientName, hubOnly.addressing], [prodDefault, 'docker-hub/library/nginx', 'library/nginx', 'docker-hub'])
   t.equal(withDefault.resolveDockerHub(request('')).upstreamName, undefined)
+  t.throws(() => withDefault.resolveDockerHub(request('docker.io/library/nginx/manifests/latest')), { name: 'NoRegistryError', message: /^"docker\.io\/library\/nginx" names a registry host; this port serves only Docker Hub names/ }, 'on the hub port too, a hostname first is never a Docker Hub repository')
+  t.equal(withDefault.resolveDockerHub(request('nginx/manifests/latest')).upstreamName, 'docker-hub/library/nginx', 'an official image name is still normalised')
   const noHub = new Router([prodDefault])
   t.throws(() => noHub.resolveDockerHub(request('library/nginx/manifests/latest')), { name: 'NoRegistryError', message: 'docker.io is not mirrored by this proxy' })
 })
