@@ -99,7 +99,7 @@ export function regionOf (host: string): string {
  * requests signed for that region, and the proxy started with a config file naming every
  * registry by its ECR hostname (with its real registry as explicit upstream).
  */
-export async function startSeveralStack (t: Scope, specs: readonly RegistrySpec[], opts: StackOptions & { proxyEnv?: Record<string, string> } = {}): Promise<SeveralStack> {
+export async function startSeveralStack (t: Scope, specs: readonly RegistrySpec[], opts: StackOptions & { proxyEnv?: Record<string, string>, configLines?: string[] } = {}): Promise<SeveralStack> {
   const dir = tempDir(t, 'stack')
   const regions = specs.map((spec) => regionOf(spec.host))
   // One authority per region; two registries of one region would need one ledger feeding both.
@@ -125,6 +125,8 @@ export async function startSeveralStack (t: Scope, specs: readonly RegistrySpec[
   writeFileSync(configFile, [
     'registries:',
     ...upstreams.map((u) => `  - { registry: ${u.host}, upstream: "${u.registry.url}"${u.alias === undefined ? '' : `, alias: ${u.alias}`} }`),
+    // More top-level settings, e.g. `mirrors:`.
+    ...(opts.configLines ?? []),
     '',
   ].join('\n'))
   const proxy = await startProxy(t, proxyDir, {
