@@ -127,6 +127,19 @@ t.test('a push to a mirrored name is refused with 403 DENIED, and nothing reache
   t.equal((await prod.direct.manifest('docker-hub/library/busybox', '1.36')).digest, busybox.digest, 'busybox:1.36 unchanged')
 })
 
+t.test('a lone registry with default: false: bare names are Docker Hub names (pull-only)', async (t) => {
+  const lone = await startSeveralStack(t, [{ host: PROD, alias: 'prod', default: false }], { configLines: ['mirrors:', '  docker.io: { registry: prod, prefix: docker-hub }'] })
+  const [only] = lone.upstreams as [RegionalUpstream]
+  const creds = `${only.registry.verifier.user}:${only.registry.verifier.password}`
+  await skopeo.run(['copy', '--dest-tls-verify=false', '--dest-creds', creds, '--format', 'oci', images.ref('base'), `docker://${only.registry.host}/docker-hub/library/busybox:1.36`])
+  const held = await only.direct.manifest('docker-hub/library/busybox', '1.36')
+  const pulled = await curl(['-H', `accept: ${held.mediaType}`, `${lone.proxy.url}/v2/library/busybox/manifests/1.36`])
+  t.same([pulled.status, pulled.headers['docker-content-digest']], [200, held.digest], 'GET /v2/library/busybox/manifests/1.36 (Docker\'s mirror path) is docker-hub/library/busybox:1.36')
+  const upload = await curl(['-X', 'POST', `${lone.proxy.url}/v2/library/x/blobs/uploads/`])
+  t.equal(upload.status, 403, 'a bare push is refused')
+  t.notOk(registryRequests(only.registry).some((line) => line.uri.includes('/library/x/')), 'nothing of it reached the registry')
+})
+
 t.test('one token per registry, and no request of the proxy refused by the registry', async (t) => {
   t.same([prod.tokens.issued.length, eu.tokens.issued.length], [1, 1], 'one token issued per registry')
   t.same(registryRequests(eu.registry).filter((line) => line.uri !== '/v2/').map((line) => `${line.method} ${line.uri}`), [], 'the registry without mirrors received nothing')
