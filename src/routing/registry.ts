@@ -13,7 +13,10 @@ export interface RegistryOptions {
   /** A region for what the origin does not say (follow mode's S3 hosts for an explicit upstream). */
   region?: string | undefined
   alias?: string | undefined
-  /** Bare names (no hostname or alias in front) go here. */
+  /**
+   * Bare names (no hostname or alias in front) go here. Left unset, a lone registry still takes
+   * them (the Router's rule); `false` says it must not (`default: false` in the config).
+   */
   isDefault?: boolean
   kind?: RegistryKind
 }
@@ -29,6 +32,8 @@ export class Registry {
   readonly region: string | undefined
   readonly alias: string | undefined
   readonly isDefault: boolean
+  /** `isDefault: false` was said explicitly: not the default even when alone. */
+  readonly defaultRefused: boolean
   #host: string | undefined
   #origin: string | undefined
   #originHost: string | undefined
@@ -39,6 +44,7 @@ export class Registry {
     this.region = options.region
     this.alias = options.alias
     this.isDefault = options.isDefault ?? false
+    this.defaultRefused = options.isDefault === false
     this.#origin = options.origin
     this.#host = options.host
   }

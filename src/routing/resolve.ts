@@ -54,7 +54,10 @@ export class Router {
       if (registry.host !== undefined) this.#byHost.set(registry.host, registry)
       if (registry.alias !== undefined) this.#byAlias.set(registry.alias, registry)
     }
-    this.#default = registries.find((r) => r.isDefault) ?? (registries.length === 1 ? registries[0] : undefined)
+    // A lone registry is the default unless it says otherwise (`default: false`: with docker.io
+    // mirrored, bare names are then Docker Hub names, as Docker's registry-mirrors sends them).
+    const lone = registries.length === 1 ? registries[0] : undefined
+    this.#default = registries.find((r) => r.isDefault) ?? (lone?.defaultRefused === true ? undefined : lone)
     this.#anyEcrRegistry = options.anyEcrRegistry
     for (const mirror of options.mirrors ?? []) this.#mirrors.set(canonicalMirrorHost(mirror.host), mirror)
   }

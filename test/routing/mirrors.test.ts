@@ -88,6 +88,25 @@ t.test('no default registry and docker.io mirrored: bare names are Docker Hub na
   t.throws(() => noHub.resolveDockerHub(request('library/nginx/manifests/latest')), { name: 'NoRegistryError', message: 'docker.io is not mirrored by this proxy' })
 })
 
+t.test('a lone registry with default: false leaves bare names to the docker.io mirror', async (t) => {
+  const mirrorsOf = (registry: Registry): Mirror[] => [{ host: 'docker.io', registry, prefix: 'docker-hub' }]
+  const refused = new Registry({ host: PROD, origin: `https://${PROD}`, credential: { id: 'ecr:us-east-2' }, alias: 'prod', isDefault: false })
+  const router = new Router([refused], { mirrors: mirrorsOf(refused) })
+  t.equal(router.defaultRegistry, undefined, 'no default registry')
+  t.equal(router.dockerHubMirror?.prefix, 'docker-hub', 'bare names are Docker Hub names')
+  const pull = router.resolve(request('library/busybox/manifests/1.36'), '')
+  t.same([pull.registry, pull.upstreamName, pull.addressing], [refused, 'docker-hub/library/busybox', 'docker-hub'])
+  const upload = router.resolve(request('library/x/blobs/uploads/'), '')
+  t.match(pullOnlyRefusal('POST', request('library/x/blobs/uploads/'), upload.mirror), { status: 403, code: 'DENIED' }, 'a bare push is refused, not sent to the registry as library/x')
+  t.equal(router.resolve(request('prod/team/app/manifests/1'), '').upstreamName, 'team/app', 'the registry by its alias still')
+
+  // Unset, a lone registry is the default, as before.
+  const unset = new Registry({ host: PROD, origin: `https://${PROD}`, credential: { id: 'ecr:us-east-2' } })
+  const lone = new Router([unset], { mirrors: mirrorsOf(unset) })
+  t.equal(lone.defaultRegistry, unset)
+  t.same([lone.resolve(request('library/busybox/manifests/1.36'), '').upstreamName, lone.dockerHubMirror], ['library/busybox', undefined])
+})
+
 t.test('mirrored names are pull-only', async (t) => {
   const { router } = mirrored({ withDefault: false })
   const mirror = router.resolve(request('library/nginx/manifests/latest'), 'ns=docker.io').mirror

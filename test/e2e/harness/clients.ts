@@ -169,11 +169,13 @@ export class DockerEngine {
    * Go never proxies loopback addresses, so the proxy under test is reached directly, while
    * anything else dockerd might try (Docker Hub, a real ECR hostname) goes to that port — a
    * closed one refuses it, and nothing leaves the machine.
+   * @param opts.daemonConfig the content of dockerd's `--config-file` (daemon.json; default `{}`),
+   * e.g. `{ "registry-mirrors": ["http://127.0.0.1:P"] }`.
    */
-  static async start (t: Scope, dir: string, containerd: Containerd, opts: { outboundProxy?: number } = {}): Promise<DockerEngine> {
+  static async start (t: Scope, dir: string, containerd: Containerd, opts: { outboundProxy?: number, daemonConfig?: Record<string, unknown> } = {}): Promise<DockerEngine> {
     for (const sub of ['data', 'exec', 'config']) mkdirSync(join(dir, sub), { recursive: true })
     const socket = join(dir, 'docker.sock')
-    writeFileSync(join(dir, 'daemon.json'), '{}\n')
+    writeFileSync(join(dir, 'daemon.json'), `${JSON.stringify(opts.daemonConfig ?? {})}\n`)
     // No credentials, no credential helpers.
     writeFileSync(join(dir, 'config', 'config.json'), '{}\n')
     const service = startService(t, 'dockerd', 'dockerd', [

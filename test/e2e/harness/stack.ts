@@ -62,6 +62,8 @@ export interface RegistrySpec {
   /** `<account>.dkr.ecr.<region>.amazonaws.com`: its region is the token's. */
   host: string
   alias?: string
+  /** `default:` in the config (unset: a lone registry is the default). */
+  default?: boolean
 }
 
 /** A registry standing in for one ECR registry: an Upstream whose ECR API is shared with the others. */
@@ -70,6 +72,7 @@ export interface RegionalUpstream extends Upstream {
   host: string
   region: string
   alias?: string
+  default?: boolean
 }
 
 export interface SeveralStack {
@@ -99,7 +102,7 @@ export function regionOf (host: string): string {
  * requests signed for that region, and the proxy started with a config file naming every
  * registry by its ECR hostname (with its real registry as explicit upstream).
  */
-export async function startSeveralStack (t: Scope, specs: readonly RegistrySpec[], opts: StackOptions & { proxyEnv?: Record<string, string> } = {}): Promise<SeveralStack> {
+export async function startSeveralStack (t: Scope, specs: readonly RegistrySpec[], opts: StackOptions & { proxyEnv?: Record<string, string>, configLines?: string[] } = {}): Promise<SeveralStack> {
   const dir = tempDir(t, 'stack')
   const regions = specs.map((spec) => regionOf(spec.host))
   // One authority per region; two registries of one region would need one ledger feeding both.
@@ -107,7 +110,7 @@ export async function startSeveralStack (t: Scope, specs: readonly RegistrySpec[
   const started: Array<Omit<RegionalUpstream, 'ecrApi'>> = []
   for (const [i, spec] of specs.entries()) {
     const own = await startEnforcingRegistry(t, join(dir, `registry-${i}`), opts)
-    started.push({ dir, ...own, host: spec.host, region: regions[i] as string, ...(spec.alias === undefined ? {} : { alias: spec.alias }) })
+    started.push({ dir, ...own, host: spec.host, region: regions[i] as string, ...(spec.alias === undefined ? {} : { alias: spec.alias }), ...(spec.default === undefined ? {} : { default: spec.default }) })
   }
   const first = started[0]
   if (first === undefined) throw new Error('startSeveralStack: no registry')
@@ -124,7 +127,9 @@ export async function startSeveralStack (t: Scope, specs: readonly RegistrySpec[
   const configFile = join(proxyDir, 'registries.yaml')
   writeFileSync(configFile, [
     'registries:',
-    ...upstreams.map((u) => `  - { registry: ${u.host}, upstream: "${u.registry.url}"${u.alias === undefined ? '' : `, alias: ${u.alias}`} }`),
+    ...upstreams.map((u) => `  - { registry: ${u.host}, upstream: "${u.registry.url}"${u.alias === undefined ? '' : `, alias: ${u.alias}`}${u.default === undefined ? '' : `, default: ${String(u.default)}`} }`),
+    // More top-level settings, e.g. `mirrors:`.
+    ...(opts.configLines ?? []),
     '',
   ].join('\n'))
   const proxy = await startProxy(t, proxyDir, {
