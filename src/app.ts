@@ -141,7 +141,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   }))
   const firstEntry = config.registries[0] as RegistryConfig
   const resolveRegion = deps.resolveRegion ?? (async () => await ecrClient(ecrCredentialKey(firstEntry.region)).config.region())
-  const registries = await configuredRegistries(config.registries, resolveRegion).catch((err: unknown) => {
+  const registries = await configuredRegistries(config.registries, resolveRegion, { mirrors: Object.keys(config.mirrors).length > 0 }).catch((err: unknown) => {
     throw err instanceof Error && err.message.startsWith('needs a region') ? new ConfigError(`invalid configuration: ${settingOrigin(config, ['registries', '0', 'registryId'])}: ${err.message}`) : err
   })
   const router = new Router(registries, { mirrors: configuredMirrors(config.mirrors, registries), ...(config.anyEcrRegistry ? { anyEcrRegistry } : {}) })

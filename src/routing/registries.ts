@@ -12,8 +12,10 @@ import { Registry } from './registry.js'
  *
  * @param resolveRegion the SDK's default region, for an account given without a region.
  */
-export async function configuredRegistries (entries: readonly RegistryConfig[], resolveRegion: () => Promise<string | undefined>): Promise<Registry[]> {
-  const lone = entries.length === 1
+export async function configuredRegistries (entries: readonly RegistryConfig[], resolveRegion: () => Promise<string | undefined>, options: { mirrors?: boolean } = {}): Promise<Registry[]> {
+  // A lone registry with no mirrors configured is the default without saying so; with mirrors,
+  // bare names may be Docker Hub names (Docker's registry-mirrors), so it must say default: true.
+  const lone = entries.length === 1 && options.mirrors !== true
   const registries: Registry[] = []
   for (const entry of entries) {
     const identity = { profile: entry.profile, roleArn: entry.roleArn, externalId: entry.externalId, roleSessionName: entry.roleSessionName }

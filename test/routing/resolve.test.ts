@@ -108,3 +108,14 @@ t.test('the query sent upstream: ns dropped, a mount\'s from= named as the regis
   t.equal(router.upstreamQuery(ns, `ns=${EU}`), '')
   t.equal(router.upstreamQuery(ns, `x=1&ns=${EU}&y=2`), 'x=1&y=2')
 })
+
+t.test('a lone registry is the default without saying so only when no mirrors are configured', async (t) => {
+  const { configuredRegistries } = await import('../../src/routing/registries.js')
+  const entry = { registry: PROD, fips: false, dualStack: false }
+  const region = async () => undefined
+  t.equal((await configuredRegistries([entry], region))[0]?.isDefault, true)
+  t.equal((await configuredRegistries([entry], region, { mirrors: true }))[0]?.isDefault, false, 'with mirrors, bare names may be Docker Hub names')
+  t.equal((await configuredRegistries([{ ...entry, default: true }], region, { mirrors: true }))[0]?.isDefault, true, 'unless it says default: true')
+  const router = new Router(await configuredRegistries([entry], region, { mirrors: true }))
+  t.equal(router.defaultRegistry, undefined)
+})
