@@ -10,7 +10,11 @@
  *  - Services, ServiceAccounts (IRSA), kustomizations point at what exists;
  *  - the DaemonSet's client-config init container: writes containerd hosts files for the registry
  *    its proxy serves, pointing at that proxy, into the node's /etc/containerd/certs.d and nothing
- *    else (the only hostPath allowed, the only container allowed uid 0, and then capability-free);
+ *    else (uid 0, and then capability-free);
+ *  - the DaemonSet's cache-owner init container: hands the node's /var/cache/ecr-auth-proxy (the
+ *    proxy's hostPath cache) to the image's uid, and does nothing else (uid 0 with CHOWN only).
+ *    These two are the only containers allowed uid 0, CHOWN the only capability and only there,
+ *    and those two directories the only hostPaths, each mounted only where it is needed;
  *  - docker-compose.yml publishes on loopback only and keeps the same hardening;
  *  - the Dockerfile's final stage is what the manifests assume.
  * Each rule is a function returning problems; the second half feeds it broken copies of the real
@@ -402,7 +406,18 @@ function workloadOf (doc: Doc): Workload | undefined {
 const PROXY_IMAGE = /(?:^|\/)ecr-auth-proxy(?::|@)/
 /** The proxy's image running `client-config` (it writes files and exits): not a proxy. */
 const isClientConfig = (c: Obj): boolean => PROXY_IMAGE.test(str(c.image) ?? '') && arr(c.args)[0] === 'client-config'
-const isProxy = (c: Obj): boolean => PROXY_IMAGE.test(str(c.image) ?? '') && !isClientConfig(c)
+/**
+ * The proxy's image as the init container that chowns the node's cache directory: not a proxy.
+ * Known by its name; checkCacheOwner then holds it to exactly that one command.
+ */
+const CACHE_OWNER = 'cache-owner'
+const isCacheOwner = (c: Obj): boolean => PROXY_IMAGE.test(str(c.image) ?? '') && c.name === CACHE_OWNER
+const isProxy = (c: Obj): boolean => PROXY_IMAGE.test(str(c.image) ?? '') && !isClientConfig(c) && !isCacheOwner(c)
+/** The DaemonSet's cache on the node, and where cache-owner mounts it. */
+const CACHE_HOST_DIR = '/var/cache/ecr-auth-proxy'
+const CACHE_OWNER_MOUNT = '/cache'
+/** What cache-owner runs: node (the image promises nothing else), one chown, not recursive. */
+const cacheOwnerCommand = (uid: number): string[] => ['node', '-e', `require('node:fs').chownSync('${CACHE_OWNER_MOUNT}', ${uid}, ${uid})`]
 const containersOf = (podSpec: Obj): Obj[] => [...arr(podSpec.initContainers), ...arr(podSpec.containers)].map(obj)
 const proxiesOf = (w: Workload): Obj[] => containersOf(w.podSpec).filter(isProxy)
 const isLoopback = (host: string): boolean => /^(?:127\.\d+\.\d+\.\d+|::1|\[::1\]|localhost)$/.test(host)
@@ -457,9 +472,10 @@ const env = (c: Obj): Obj[] => arr(c.env).map(obj)
 
 /**
  * Hardening every container gets, proxy or not. `rootAllowed`: the client-config writer, whose
- * target directory on the node is root's; it keeps every other rule.
+ * target directory on the node is root's, and cache-owner; they keep every other rule.
+ * `capsAllowed`: the capabilities it may add back (cache-owner: CHOWN; everyone else: none).
  */
-function checkHardening (c: Obj, podSpec: Obj, where: string, rootAllowed = false): string[] {
+function checkHardening (c: Obj, podSpec: Obj, where: string, rootAllowed = false, capsAllowed: readonly string[] = []): string[] {
   const problems: string[] = []
   const sc = obj(c.securityContext)
   const psc = obj(podSpec.securityContext)
@@ -469,7 +485,8 @@ function checkHardening (c: Obj, podSpec: Obj, where: string, rootAllowed = fals
   if (sc.privileged === true) problems.push(`${where}: privileged`)
   const caps = obj(sc.capabilities)
   if (!arr(caps.drop).includes('ALL')) problems.push(`${where}: capabilities do not drop ALL`)
-  if (arr(caps.add).length > 0) problems.push(`${where}: adds capabilities ${JSON.stringify(caps.add)}`)
+  const extra = arr(caps.add).filter((cap) => !capsAllowed.includes(String(cap)))
+  if (extra.length > 0) problems.push(`${where}: adds capabilities ${JSON.stringify(extra)}`)
   if (!rootAllowed && eff('runAsNonRoot') !== true) problems.push(`${where}: runAsNonRoot is not true`)
   if (!rootAllowed && eff('runAsUser') === 0) problems.push(`${where}: runAsUser 0`)
   if (obj(eff('seccompProfile')).type !== 'RuntimeDefault') problems.push(`${where}: seccompProfile is not RuntimeDefault`)
@@ -584,6 +601,15 @@ function checkProxy (w: Workload, c: Obj, image: ImageDefaults, expect: Expectat
       const limit = quantity(volume.emptyDir.sizeLimit)
       if (limit === undefined || maxSize === undefined || limit < maxSize * 1.1) problems.push(`${where}: the cache's emptyDir sizeLimit ${String(volume.emptyDir.sizeLimit)} does not exceed --cache-max-size ${String(maxSize)} bytes by 10%`)
     } else if (!isObj(volume.hostPath)) problems.push(`${where}: --cache-dir ${cacheDir} is on neither an emptyDir nor the node's disk`)
+    else {
+      // The node's disk: a directory the kubelet creates root-owned, so an init container must
+      // hand it to the proxy's uid first (fsGroup does not apply to hostPath).
+      const path = str(volume.hostPath.path)
+      if (path !== CACHE_HOST_DIR) problems.push(`${where}: the cache's hostPath ${String(path)} is not ${CACHE_HOST_DIR}`)
+      else if (str(volume.hostPath.type) !== 'DirectoryOrCreate') problems.push(`${where}: the cache's hostPath ${CACHE_HOST_DIR} is not of type DirectoryOrCreate`)
+      const owners = arr(w.podSpec.initContainers).map(obj).filter(isCacheOwner)
+      if (!owners.some((o) => arr(o.volumeMounts).map(obj).some((m) => m.name === volume.name))) problems.push(`${where}: the hostPath cache ${String(path)} is root-owned, and no ${CACHE_OWNER} init container chowns it to uid ${image.uid}`)
+    }
   }
 
   // Shutdown: the pod's grace period covers preStop plus the proxy's own drain time.
@@ -666,20 +692,53 @@ function checkClientConfig (w: Workload, c: Obj, image: ImageDefaults): string[]
   return problems
 }
 
+/**
+ * The init container that hands the node's cache directory to the proxy's uid: uid 0 with CHOWN
+ * as its one capability, the proxy's own image, one non-recursive chown of one mount, once.
+ */
+function checkCacheOwner (w: Workload, c: Obj, image: ImageDefaults): string[] {
+  const where = `${w.doc.where} container ${str(c.name) ?? '?'}`
+  const problems: string[] = []
+  if (!arr(w.podSpec.initContainers).includes(c)) problems.push(`${where}: ${CACHE_OWNER} must be an init container (it runs before the proxy and exits)`)
+  else if (c.restartPolicy !== undefined) problems.push(`${where}: ${CACHE_OWNER} must run once, not as a sidecar (restartPolicy ${String(c.restartPolicy)})`)
+  const images = new Set(containersOf(w.podSpec).filter(isProxy).map((p) => str(p.image)))
+  if (!images.has(str(c.image))) problems.push(`${where}: image ${str(c.image) ?? '?'} is not the proxy's image`)
+  const expected = cacheOwnerCommand(image.uid)
+  const command = arr(c.command).map(String)
+  if (c.args !== undefined || JSON.stringify(command) !== JSON.stringify(expected)) problems.push(`${where}: runs ${JSON.stringify([...command, ...arr(c.args)])}, not ${JSON.stringify(expected)} (the chown to uid ${image.uid} and nothing else)`)
+  const sc = obj(c.securityContext)
+  if (sc.runAsUser !== 0) problems.push(`${where}: runAsUser ${String(sc.runAsUser)}: only uid 0 may chown a root-owned directory`)
+  const mounts = arr(c.volumeMounts).map(obj)
+  const volume = arr(w.podSpec.volumes).map(obj).find((v) => v.name === mounts[0]?.name)
+  if (mounts.length !== 1 || mounts[0]?.mountPath !== CACHE_OWNER_MOUNT) problems.push(`${where}: mounts ${JSON.stringify(mounts.map((m) => m.mountPath))}, not ${CACHE_OWNER_MOUNT} alone`)
+  else if (str(obj(volume?.hostPath).path) !== CACHE_HOST_DIR) problems.push(`${where}: ${CACHE_OWNER_MOUNT} is not the node's ${CACHE_HOST_DIR}`)
+  else if (mounts[0].readOnly === true) problems.push(`${where}: ${CACHE_OWNER_MOUNT} is mounted read-only`)
+  return problems
+}
+
 function checkWorkload (w: Workload, image: ImageDefaults, expect: Expectation | undefined): string[] {
   const problems: string[] = []
   for (const c of containersOf(w.podSpec)) {
-    problems.push(...checkHardening(c, w.podSpec, `${w.doc.where} container ${str(c.name) ?? '?'}`, isClientConfig(c)))
+    const where = `${w.doc.where} container ${str(c.name) ?? '?'}`
+    problems.push(...checkHardening(c, w.podSpec, where, isClientConfig(c) || isCacheOwner(c), isCacheOwner(c) ? ['CHOWN'] : []))
     if (isProxy(c)) problems.push(...checkProxy(w, c, image, expect))
     if (isClientConfig(c)) problems.push(...checkClientConfig(w, c, image))
+    if (isCacheOwner(c)) problems.push(...checkCacheOwner(w, c, image))
   }
   if (w.podSpec.hostPID === true || w.podSpec.hostIPC === true) problems.push(`${w.doc.where}: hostPID/hostIPC`)
-  // The one hostPath allowed: the node's containerd hosts directory, for client-config only.
+  // The hostPaths allowed: the node's containerd hosts directory, for client-config only; the
+  // node's cache directory, for cache-owner and the proxy that has its --cache-dir there.
   for (const v of arr(w.podSpec.volumes).map(obj).filter((v) => v.hostPath !== undefined)) {
     const path = str(obj(v.hostPath).path) ?? '?'
-    const users = containersOf(w.podSpec).filter((c) => arr(c.volumeMounts).map(obj).some((m) => m.name === v.name))
-    if (path !== CONTAINERD_CERTS_DIR) problems.push(`${w.doc.where}: hostPath volume ${String(v.name)} (${path})`)
-    for (const c of users.filter((c) => !isClientConfig(c))) problems.push(`${w.doc.where}: container ${str(c.name) ?? '?'} mounts the hostPath volume ${String(v.name)} (${path})`)
+    const mountsOf = (c: Obj): Obj[] => arr(c.volumeMounts).map(obj).filter((m) => m.name === v.name)
+    const users = containersOf(w.podSpec).filter((c) => mountsOf(c).length > 0)
+    const allowed = path === CONTAINERD_CERTS_DIR
+      ? isClientConfig
+      : path === CACHE_HOST_DIR
+        ? (c: Obj): boolean => isCacheOwner(c) || (isProxy(c) && mountsOf(c).every((m) => m.mountPath === setting(c, 'cache-dir')))
+        : undefined
+    if (allowed === undefined) problems.push(`${w.doc.where}: hostPath volume ${String(v.name)} (${path})`)
+    for (const c of users.filter((c) => allowed === undefined || !allowed(c))) problems.push(`${w.doc.where}: container ${str(c.name) ?? '?'} mounts the hostPath volume ${String(v.name)} (${path})`)
   }
   return problems
 }
@@ -927,6 +986,42 @@ t.test('deploy/daemonset: an init container points the node\'s containerd at the
   t.match(out, /^server = "https:\/\/600423610423\.dkr\.ecr\.us-east-2\.amazonaws\.com"\n\n\[host\."http:\/\/127\.0\.0\.1:5000"\]\n {2}capabilities = \["pull", "resolve"\]$/m)
 })
 
+t.test('deploy/daemonset: the layer cache on the node\'s disk, handed to uid 1000 first', async (t) => {
+  const [w] = proxyWorkloads('deploy/daemonset')
+  if (w === undefined) return t.fail('no workload')
+  const proxy = proxiesOf(w)[0] as Obj
+  t.equal(setting(proxy, 'cache-dir'), CACHE_HOST_DIR)
+  t.equal(setting(proxy, 'cache-max-size'), '20GiB', 'the size docs/operations.md gives')
+  t.same(arr(proxy.volumeMounts).map(obj).find((m) => m.name === 'cache'), { name: 'cache', mountPath: CACHE_HOST_DIR })
+  t.same(arr(w.podSpec.volumes).map(obj).find((v) => v.name === 'cache'), { name: 'cache', hostPath: { path: CACHE_HOST_DIR, type: 'DirectoryOrCreate' } })
+  const inits = arr(w.podSpec.initContainers).map(obj)
+  const owner = inits.find(isCacheOwner)
+  if (owner === undefined) return t.fail('no cache-owner init container')
+  t.ok(inits.indexOf(owner) >= 0 && !arr(w.podSpec.containers).includes(owner), 'an init container: done before the proxy starts')
+  t.equal(owner.image, proxy.image, 'the proxy\'s own image')
+  t.same(owner.command, ['node', '-e', "require('node:fs').chownSync('/cache', 1000, 1000)"], 'node: the image has no chown')
+  t.equal(owner.args, undefined)
+  t.same(owner.volumeMounts, [{ name: 'cache', mountPath: '/cache' }], 'that directory and nothing else')
+  t.same(owner.securityContext, { runAsNonRoot: false, runAsUser: 0, runAsGroup: 0, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, privileged: false, capabilities: { drop: ['ALL'], add: ['CHOWN'] }, seccompProfile: { type: 'RuntimeDefault' } })
+  t.equal(obj(proxy.securityContext).runAsUser, 1000, 'the proxy itself stays uid 1000')
+  t.equal(obj(obj(proxy.securityContext).capabilities).add, undefined, 'and gets no capability back')
+  // Exactly two containers run as root, and only cache-owner gets a capability back.
+  const all = containersOf(w.podSpec)
+  t.same(all.filter((c) => obj(c.securityContext).runAsUser === 0).map((c) => c.name).sort(), ['cache-owner', 'client-config'])
+  t.same(all.filter((c) => arr(obj(obj(c.securityContext).capabilities).add).length > 0).map((c) => c.name), ['cache-owner'])
+
+  // The command does what it says, in this Node: the directory ends up owned by the given ids.
+  const { mkdtempSync, statSync, rmSync } = await import('node:fs')
+  const { tmpdir } = await import('node:os')
+  const { execFileSync } = await import('node:child_process')
+  const dir = mkdtempSync(join(tmpdir(), 'cache-owner-'))
+  const uid = process.getuid?.() ?? 0
+  const cmd = arr(owner.command).map(String)
+  execFileSync(process.execPath, [cmd[1] as string, (cmd[2] as string).replace(`'${CACHE_OWNER_MOUNT}', 1000, 1000`, `${JSON.stringify(dir)}, ${uid}, ${process.getgid?.() ?? 0}`)])
+  t.equal(statSync(dir).uid, uid)
+  rmSync(dir, { recursive: true })
+})
+
 const composeText = readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8')
 const compose = parseYamlFile(composeText, 'docker-compose.yml')
 
@@ -953,6 +1048,9 @@ const setEnv = (c: Obj, name: string, value: string | undefined): void => {
 
 /** The DaemonSet's client-config init container inside a (copied) pod spec. */
 const writerOf = (podSpec: Obj): Obj => obj(arr(podSpec.initContainers).map(obj).find(isClientConfig))
+/** The DaemonSet's cache-owner init container, and the cache hostPath volume, in a (copied) pod spec. */
+const ownerOf = (podSpec: Obj): Obj => obj(arr(podSpec.initContainers).map(obj).find(isCacheOwner))
+const cacheVolumeOf = (podSpec: Obj): Obj => obj(arr(podSpec.volumes).map(obj).find((v) => v.name === 'cache'))
 const setArg = (c: Obj, flag: string, value: string | undefined): void => {
   const args = arr(c.args).map(String)
   const at = args.indexOf(flag)
@@ -977,6 +1075,29 @@ const BREAKAGES: Breakage[] = [
   { name: 'a hostPath of another type', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { obj(obj(arr(p.volumes).map(obj).find((v) => v.name === 'containerd-certs')).hostPath).type = 'File' }, expect: /is not of type Directory or DirectoryOrCreate/ },
   { name: 'the proxy mounting the node\'s certs.d', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, c) => { c.volumeMounts = [...arr(c.volumeMounts), { name: 'containerd-certs', mountPath: '/host/certs.d' }] }, expect: /container ecr-auth-proxy mounts the hostPath volume containerd-certs/ },
   { name: 'the proxy as root beside the root writer', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, c) => { obj(c.securityContext).runAsUser = 0 }, expect: /container ecr-auth-proxy: runAsUser 0$/ },
+  { name: 'a second root container (cache-owner copied under another name)', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { p.initContainers = [...arr(p.initContainers), { ...structuredClone(ownerOf(p)), name: 'cache-setup' }] }, expect: /container cache-setup: runAsUser 0$/ },
+  { name: 'a second root container (a root tool)', dir: 'deploy/sidecar', kind: 'Job', change: (_o, _c, p) => { Object.assign(obj(obj(arr(p.containers)[0]).securityContext), { runAsUser: 0, runAsNonRoot: false }) }, expect: /container skopeo: runAsNonRoot is not true/ },
+  { name: 'CHOWN on the proxy', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, c) => { obj(obj(c.securityContext).capabilities).add = ['CHOWN'] }, expect: /container ecr-auth-proxy: adds capabilities \["CHOWN"\]/ },
+  { name: 'CHOWN on client-config', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { obj(obj(writerOf(p).securityContext).capabilities).add = ['CHOWN'] }, expect: /container client-config: adds capabilities \["CHOWN"\]/ },
+  { name: 'cache-owner with more than CHOWN', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { obj(obj(ownerOf(p).securityContext).capabilities).add = ['CHOWN', 'DAC_OVERRIDE'] }, expect: /container cache-owner: adds capabilities \["DAC_OVERRIDE"\]/ },
+  { name: 'cache-owner keeping its capabilities', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { delete obj(obj(ownerOf(p).securityContext).capabilities).drop }, expect: /container cache-owner: capabilities do not drop ALL/ },
+  { name: 'cache-owner privileged', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { obj(ownerOf(p).securityContext).privileged = true }, expect: /container cache-owner: privileged/ },
+  { name: 'cache-owner on a writable root', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { obj(ownerOf(p).securityContext).readOnlyRootFilesystem = false }, expect: /container cache-owner: readOnlyRootFilesystem is not true/ },
+  { name: 'cache-owner running something else', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { ownerOf(p).command = ['chown', '-R', '1000:1000', '/cache'] }, expect: /container cache-owner: runs \["chown","-R","1000:1000","\/cache"\], not/ },
+  { name: 'cache-owner chowning to root', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { ownerOf(p).command = cacheOwnerCommand(0) }, expect: /container cache-owner: runs .*, not .*the chown to uid 1000/ },
+  { name: 'cache-owner with extra arguments', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { ownerOf(p).args = ['--inspect'] }, expect: /container cache-owner: runs / },
+  { name: 'cache-owner as non-root', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { obj(ownerOf(p).securityContext).runAsUser = 1000 }, expect: /container cache-owner: runAsUser 1000: only uid 0 may chown/ },
+  { name: 'cache-owner from another image', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { ownerOf(p).image = 'example.com/ecr-auth-proxy:0.0.9' }, expect: /container cache-owner: image example\.com\/ecr-auth-proxy:0\.0\.9 is not the proxy's image/ },
+  { name: 'cache-owner as a sidecar', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { ownerOf(p).restartPolicy = 'Always' }, expect: /container cache-owner: cache-owner must run once/ },
+  { name: 'cache-owner as a regular container', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { const owner = ownerOf(p); p.initContainers = arr(p.initContainers).filter((c) => c !== owner); p.containers = [...arr(p.containers), owner] }, expect: /cache-owner must be an init container/ },
+  { name: 'cache-owner also mounting the node\'s certs.d', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { const o = ownerOf(p); o.volumeMounts = [...arr(o.volumeMounts), { name: 'containerd-certs', mountPath: '/certs' }] }, expect: /container cache-owner mounts the hostPath volume containerd-certs/ },
+  { name: 'client-config mounting the cache', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { const w = writerOf(p); w.volumeMounts = [...arr(w.volumeMounts), { name: 'cache', mountPath: '/cache' }] }, expect: /container client-config mounts the hostPath volume cache/ },
+  { name: 'the proxy mounting the cache elsewhere than --cache-dir', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, c) => { c.volumeMounts = [...arr(c.volumeMounts), { name: 'cache', mountPath: '/srv/more' }] }, expect: /container ecr-auth-proxy mounts the hostPath volume cache/ },
+  { name: 'the cache hostPath elsewhere on the node', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { obj(cacheVolumeOf(p).hostPath).path = '/var/lib' }, expect: /hostPath volume cache \(\/var\/lib\)/ },
+  { name: 'the cache hostPath that must already exist', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { obj(cacheVolumeOf(p).hostPath).type = 'Directory' }, expect: /the cache's hostPath \/var\/cache\/ecr-auth-proxy is not of type DirectoryOrCreate/ },
+  { name: 'a hostPath cache nothing chowns', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { p.initContainers = arr(p.initContainers).filter((c) => !isCacheOwner(obj(c))) }, expect: /is root-owned, and no cache-owner init container chowns it to uid 1000/ },
+  { name: 'a hostPath in the shared Deployment', dir: 'deploy/shared', kind: 'Deployment', change: (_o, c, p) => { p.volumes = [...arr(p.volumes), { name: 'sock', hostPath: { path: '/var/run/docker.sock', type: 'Socket' } }]; c.volumeMounts = [...arr(c.volumeMounts), { name: 'sock', mountPath: '/var/run/docker.sock' }] }, expect: /hostPath volume sock \(\/var\/run\/docker\.sock\)/ },
+  { name: 'the sidecar\'s cache on the node\'s disk', dir: 'deploy/sidecar', kind: 'Job', change: (_o, _c, p) => { const v = obj(arr(p.volumes).map(obj).find((v) => v.name === 'proxy-cache')); delete v.emptyDir; v.hostPath = { path: '/var/cache/ecr-auth-proxy', type: 'DirectoryOrCreate' } }, expect: /no cache-owner init container chowns it/ },
   { name: 'client-config without hostNetwork', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, _c, p) => { p.hostNetwork = false }, expect: /without hostNetwork the node's containerd cannot reach the proxy/ },
   { name: 'replicas is not an integer', dir: 'deploy/shared', kind: 'Deployment', change: (o) => { obj(o.spec).replicas = 'two' }, expect: /fails the Kubernetes schema: .*replicas must be integer/ },
   { name: 'a container without a name', dir: 'deploy/daemonset', kind: 'DaemonSet', change: (_o, c) => { delete c.name }, expect: /fails the Kubernetes schema: .*required property name/ },
