@@ -80,8 +80,15 @@ const seconds = (performance.now() - t0) / 1000
 clearInterval(sampler)
 const bytes = results.reduce((a, r) => a + r.bytes, 0)
 console.log(JSON.stringify({
-  clients: Number(values.clients), seconds, bytes, mibPerSecond: bytes / 1048576 / seconds,
-  perClientSeconds: results.map(r => r.seconds), rssIdleKiB, rssPeakKiB, ok, error
+  clients: Number(values.clients),
+  seconds,
+  bytes,
+  mibPerSecond: bytes / 1048576 / seconds,
+  perClientSeconds: results.map(r => r.seconds),
+  rssIdleKiB,
+  rssPeakKiB,
+  ok,
+  error
 }))
 agent.destroy()
 process.exit(ok ? 0 : 1)

@@ -36,9 +36,9 @@ function take (n) {
 }
 const timer = setInterval(() => {
   refill()
-  while (tokens > 0 && waiting.length > 0) {
-    const s = waiting.shift()
-    if (!s.destroyed) s.resume()
+  // every waiting reader may send one more chunk; each chunk takes its tokens and pauses again
+  if (tokens > 0) {
+    for (const s of waiting.splice(0)) if (!s.destroyed) s.resume()
   }
 }, 2)
 timer.unref()
