@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream'
 import { DigestVerifier } from '../oci/digest.js'
-import type { BodyDestination, ResponseBody } from '../upstream/transport/types.js'
+import { writeChunks } from '../upstream/transport/body-io.js'
+import type { ResponseBody } from '../upstream/transport/types.js'
 import type { CacheFile } from './file-system.js'
 import { FillFailedError, type Fill } from './fill.js'
 
@@ -125,36 +126,4 @@ async function * readChunks (options: FileBodyOptions): AsyncGenerator<Buffer> {
   } finally {
     source.release()
   }
-}
-
-async function writeChunks (chunks: AsyncGenerator<Buffer>, destination: BodyDestination): Promise<void> {
-  let closed = false
-  const onClose = (): void => { closed = true }
-  destination.on('close', onClose)
-  try {
-    for await (const chunk of chunks) {
-      if (closed && !destination.writableFinished) throw clientGone()
-      if (!destination.write(chunk, () => {})) await drained(destination)
-    }
-    destination.end()
-  } finally {
-    destination.off('close', onClose)
-  }
-}
-
-async function drained (destination: BodyDestination): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    const onDrain = (): void => { cleanup(); resolve() }
-    const onClose = (): void => { cleanup(); reject(clientGone()) }
-    const cleanup = (): void => {
-      destination.off('drain', onDrain)
-      destination.off('close', onClose)
-    }
-    destination.on('drain', onDrain)
-    destination.on('close', onClose)
-  })
-}
-
-function clientGone (): Error {
-  return Object.assign(new Error('the client went away'), { code: 'ECLIENTGONE' })
 }

@@ -11,6 +11,7 @@ import type { Target } from '../routing/resolve.js'
 import { UpstreamError } from '../upstream/errors.js'
 import { OriginUnknownError, type UpstreamResponse } from '../upstream/fetch.js'
 import { streamBody } from '../upstream/transport/agents.js'
+import { concatenated, firstHeader, readLimited } from '../upstream/transport/body-io.js'
 import type { ResponseBody } from '../upstream/transport/types.js'
 import { committedSource, fileBody, fillSource, type ByteSource } from './body.js'
 import { RegistryKnowledge } from './confirmations.js'
@@ -357,7 +358,7 @@ export class LayerCache {
       }
     }
     if (response.statusCode !== 200) return response
-    const announced = header(response.headers, 'docker-content-digest')
+    const announced = firstHeader(response.headers, 'docker-content-digest')
     if (request.method === 'HEAD') {
       if (announced !== undefined && isVerifiable(announced)) {
         this.#knowledge.rememberTag(registry, repository, tag, announced)
@@ -365,8 +366,8 @@ export class LayerCache {
       }
       return response
     }
-    const read = await readUpTo(response.body.stream(), MANIFEST_LIMIT)
-    if (read.rest !== undefined) return { ...response, body: streamBody(Readable.from(concat(read.head, read.rest))) }
+    const read = await readLimited(response.body.stream(), MANIFEST_LIMIT)
+    if (read.rest !== undefined) return { ...response, body: streamBody(Readable.from(concatenated(read.head, read.rest))) }
     const body = read.head
     const algorithm = announced !== undefined && isVerifiable(announced) ? announced.slice(0, announced.indexOf(':')) : 'sha256'
     const digest = `${algorithm}:${createHash(algorithm).update(body).digest('hex')}`
@@ -414,27 +415,4 @@ function withoutPartialHeaders (headers: IncomingHttpHeaders): IncomingHttpHeade
   const copy = { ...headers }
   for (const name of PARTIAL_HEADERS) delete copy[name]
   return copy
-}
-
-function header (headers: IncomingHttpHeaders, name: string): string | undefined {
-  const value = headers[name]
-  return Array.isArray(value) ? value[0] : value
-}
-
-async function readUpTo (stream: Readable, limit: number): Promise<{ head: Buffer, rest?: Readable }> {
-  const chunks: Buffer[] = []
-  let length = 0
-  const iterator = stream[Symbol.asyncIterator]()
-  for (;;) {
-    const next = await iterator.next()
-    if (next.done === true) return { head: Buffer.concat(chunks) }
-    chunks.push(next.value as Buffer)
-    length += (next.value as Buffer).length
-    if (length > limit) return { head: Buffer.concat(chunks), rest: Readable.from({ [Symbol.asyncIterator]: () => iterator }) }
-  }
-}
-
-async function * concat (head: Buffer, rest: Readable): AsyncGenerator<Buffer> {
-  yield head
-  for await (const chunk of rest) yield chunk as Buffer
 }

@@ -97,12 +97,10 @@ function parse (request: FastifyRequest, path: string, query: string): { call: R
 /** The access policy, with the registry known: patterns may name it by host or alias. */
 function admit (request: FastifyRequest, call: RegistryRequest, checked: RequestCheck, target: Target, router: Router, policy: AccessPolicy | undefined): void {
   if (policy === undefined || !checked.ok) return
-  const { registry } = target
-  const prefixes = [registry.host, registry.alias].filter((p): p is string => p !== undefined)
   const { from } = checked.query
   // A mount from another registry is dropped before it is sent (Router.upstreamQuery): nothing to check.
   const query = from === undefined ? checked.query : { ...checked.query, from: router.fromOnRegistry(target, from) ?? from }
-  const refusal = policy(request.method, { ...call, ...(target.upstreamName === undefined ? {} : { name: target.upstreamName }) }, query, prefixes)
+  const refusal = policy(request.method, { ...call, ...(target.upstreamName === undefined ? {} : { name: target.upstreamName }) }, query, target.registry.policyNames)
   if (refusal !== undefined) refuse(request, refusal)
 }
 

@@ -6,6 +6,7 @@ import type { Target } from '../routing/resolve.js'
 import { isClientGone, kindOf, type UpstreamErrorKind } from '../upstream/errors.js'
 import type { UpstreamResponse } from '../upstream/fetch.js'
 import { clientResponseHeaders } from '../upstream/headers.js'
+import { concatenated } from '../upstream/transport/body-io.js'
 import { relayBody } from './relay.js'
 
 /** Largest tags/list body renamed in memory; a larger one passes as it is. */
@@ -52,15 +53,10 @@ async function sendRenamedListing (reply: FastifyReply, target: Target, response
     chunks.push(chunk as Buffer)
     length += (chunk as Buffer).length
     if (length > LISTING_LIMIT) {
-      return reply.code(response.statusCode).headers(headers).send(Readable.from(prepend(chunks, stream)))
+      return reply.code(response.statusCode).headers(headers).send(Readable.from(concatenated(Buffer.concat(chunks), stream)))
     }
   }
   const original = Buffer.concat(chunks)
   const renamed = renameTagList(original, target) ?? original
   return reply.code(response.statusCode).headers({ ...headers, 'content-length': String(renamed.length) }).send(renamed)
-}
-
-async function * prepend (chunks: Buffer[], rest: Readable): AsyncGenerator<Buffer> {
-  yield * chunks
-  for await (const chunk of rest) yield chunk as Buffer
 }

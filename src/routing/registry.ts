@@ -37,6 +37,7 @@ export class Registry {
   #host: string | undefined
   #origin: string | undefined
   #originHost: string | undefined
+  #policyNames: readonly string[] | undefined
 
   constructor (options: RegistryOptions) {
     this.kind = options.kind ?? 'ecr'
@@ -79,11 +80,18 @@ export class Registry {
     return this.#origin !== undefined && (regionOfRegistry(this.#origin) !== undefined || this.#origin === 'https://public.ecr.aws')
   }
 
+  /** The names policy patterns may put in front of a repository: its hostname and alias. */
+  get policyNames (): readonly string[] {
+    this.#policyNames ??= [this.#host, this.alias].filter((name): name is string => name !== undefined)
+    return this.#policyNames
+  }
+
   /** Sets the origin GetAuthorizationToken named, the first time only; true if it was learnt now. */
   learnOrigin (origin: string): boolean {
     if (this.#origin !== undefined) return false
     this.#origin = origin
     this.#host ??= new URL(origin).hostname
+    this.#policyNames = undefined
     return true
   }
 }

@@ -9,6 +9,7 @@ import { UpstreamError, toUpstreamError, type UpstreamErrorKind } from './errors
 import { upstreamRequestHeaders } from './headers.js'
 import type { RedirectFollower } from './redirects.js'
 import { streamBody } from './transport/agents.js'
+import { concatenated, readLimited, type LimitedRead } from './transport/body-io.js'
 import type { ResponseBody, Transport, TransportResponse } from './transport/types.js'
 
 /** One request for a registry, as the client sent it, on its way to the registry. */
@@ -96,7 +97,7 @@ export class Upstream {
       if (!challenges.includes(response.statusCode)) {
         return await this.#redirected(target, origin, request, response, replayed)
       }
-      let read: ErrorBody
+      let read: LimitedRead
       try {
         read = await readLimited(response.body.stream(), CHALLENGE_BODY_LIMIT)
       } catch (err) {
@@ -167,45 +168,6 @@ export class Upstream {
     })
     return { ...storage, replayed }
   }
-}
-
-interface ErrorBody {
-  /** The body, or its first bytes when it is larger than the limit. */
-  head: Buffer
-  /** The unread rest, when the body is larger than the limit. */
-  rest?: Readable
-}
-
-/** Reads a body up to `limit` bytes; a larger one keeps its unread rest for passing on. */
-async function readLimited (stream: Readable, limit: number): Promise<ErrorBody> {
-  return await new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let length = 0
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk)
-      length += chunk.length
-      if (length > limit) {
-        stream.pause()
-        cleanup()
-        resolve({ head: Buffer.concat(chunks), rest: stream })
-      }
-    }
-    const onEnd = () => { cleanup(); resolve({ head: Buffer.concat(chunks) }) }
-    const onError = (err: Error) => { cleanup(); reject(err) }
-    const cleanup = () => {
-      stream.off('data', onData)
-      stream.off('end', onEnd)
-      stream.off('error', onError)
-    }
-    stream.on('data', onData)
-    stream.once('end', onEnd)
-    stream.once('error', onError)
-  })
-}
-
-async function * concatenated (head: Buffer, rest: Readable): AsyncGenerator<Buffer> {
-  yield head
-  for await (const chunk of rest) yield chunk as Buffer
 }
 
 export { UpstreamError }

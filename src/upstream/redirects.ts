@@ -5,6 +5,7 @@ import type { Dispatcher } from 'undici'
 import { regionOfRegistry } from '../routing/endpoint.js'
 import { UpstreamError, kindOf } from './errors.js'
 import { streamBody } from './transport/agents.js'
+import { firstHeader } from './transport/body-io.js'
 import type { Transport, TransportResponse } from './transport/types.js'
 
 /** How blob redirects (ECR: 307 to a presigned S3 URL) reach the client. */
@@ -77,11 +78,6 @@ function hostMatcher (patterns: readonly string[]): HostMatcher {
   }
 }
 
-function header (headers: IncomingHttpHeaders, name: string): string | undefined {
-  const value = headers[name]
-  return Array.isArray(value) ? value[0] : value
-}
-
 const failed = (message: string, code?: string): UpstreamError => new UpstreamError(message, 'other', code)
 
 /**
@@ -120,8 +116,8 @@ export class RedirectFollower {
    * target is refused, unreachable or answers anything but 200/206.
    */
   async follow (redirect: TransportResponse, context: FollowContext): Promise<StorageResponse> {
-    const location = header(redirect.headers, 'location')
-    const digest = header(redirect.headers, 'docker-content-digest')
+    const location = firstHeader(redirect.headers, 'location')
+    const digest = firstHeader(redirect.headers, 'docker-content-digest')
     redirect.body.discard()
     if (location === undefined) throw failed('the registry answered a redirect without a Location')
     const matcher = this.matcherFor(context.registryOrigin, context.region)
@@ -157,7 +153,7 @@ export class RedirectFollower {
       }
       context.log.info({ redirectHost: target.host, redirectPath: target.pathname, status: response.statusCode }, 'blob redirect followed')
 
-      const next = header(response.headers, 'location')
+      const next = firstHeader(response.headers, 'location')
       if (REDIRECTS.has(response.statusCode) && next !== undefined && hop < MAX_HOPS) {
         response.body.discard()
         base = target
@@ -171,7 +167,7 @@ export class RedirectFollower {
       if (response.statusCode === 200 || response.statusCode === 206) {
         const passed: IncomingHttpHeaders = {}
         for (const name of PASSED_HEADERS) {
-          const value = header(response.headers, name)
+          const value = firstHeader(response.headers, name)
           if (value !== undefined) passed[name] = value
         }
         if (digest !== undefined) passed['docker-content-digest'] = digest
@@ -181,7 +177,7 @@ export class RedirectFollower {
       }
       response.body.discard()
       if (response.statusCode === 416) {
-        const range = header(response.headers, 'content-range')
+        const range = firstHeader(response.headers, 'content-range')
         throw new UpstreamError('the requested range is not satisfiable', 'other', undefined, { status: 416, errorCode: 'UNSUPPORTED', headers: range === undefined ? {} : { 'content-range': range } })
       }
       throw failed(`blob storage at ${target.host} answered ${response.statusCode}`)

@@ -3,7 +3,8 @@ import https from 'node:https'
 import { pipeline, type Duplex, type Readable } from 'node:stream'
 import { BlobClient } from './blob-client.js'
 import type { ForwardingTimeouts } from './timeouts.js'
-import type { BodyDestination, ResponseBody, Transport, TransportRequest, TransportResponse } from './types.js'
+import { writeChunks } from './body-io.js'
+import type { ResponseBody, Transport, TransportRequest, TransportResponse } from './types.js'
 
 /**
  * Connection pools toward registries. Node's agents rather than undici's: undici closes the
@@ -144,42 +145,6 @@ export function streamBody (stream: Readable): ResponseBody {
   return {
     stream: () => stream,
     discard: () => { stream.resume() },
-    pipeTo: async (destination) => { await pipeStream(stream, destination) }
+    pipeTo: async (destination) => { await writeChunks(stream, destination) }
   }
-}
-
-async function pipeStream (stream: Readable, destination: BodyDestination): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    let settled = false
-    const settle = (err?: Error) => {
-      if (settled) return
-      settled = true
-      stream.off('data', onData)
-      stream.off('end', onEnd)
-      stream.off('error', onError)
-      destination.off('drain', onDrain)
-      destination.off('close', onClose)
-      if (err === undefined) resolve()
-      else reject(err)
-    }
-    const onData = (chunk: Buffer) => {
-      if (!destination.write(chunk, () => {})) stream.pause()
-    }
-    const onDrain = () => { stream.resume() }
-    const onEnd = () => {
-      destination.end()
-      settle()
-    }
-    const onError = (err: Error) => { settle(err) }
-    const onClose = () => {
-      if (destination.writableFinished) return
-      stream.destroy()
-      settle(Object.assign(new Error('the client went away'), { code: 'ECLIENTGONE' }))
-    }
-    stream.on('data', onData)
-    stream.once('end', onEnd)
-    stream.once('error', onError)
-    destination.on('drain', onDrain)
-    destination.on('close', onClose)
-  })
 }
