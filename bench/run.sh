@@ -22,8 +22,10 @@
 #   BENCH_SMOKE=1 (npm run bench:smoke: short cells, a 64 MiB blob, no profile; results stay in the work dir)
 #   BENCH_VARIANTS="node-http undici-stream ..." also measures minimal forwarders from
 #     bench/experiments/forward-variants.ts on the plain sets (evidence for tuning; not in the budget)
-#   BENCH_PROXY_VARIANTS='name|node flags|proxy flags;...' extra proxy instances, e.g.
-#     'semi1|--max-semi-space-size=1|;warn||--log-level warn' (evidence for tuning; not in the budget)
+#   BENCH_PROXY_VARIANTS='name|node flags|proxy flags[|cli.js];...' extra proxy instances, e.g.
+#     'semi1|--max-semi-space-size=1|;warn||--log-level warn' (evidence for tuning; not in the budget);
+#     the optional 4th field runs another build, e.g. 'before|||/tmp/before/dist/src/cli.js' for a
+#     same-run before/after of a change
 #   BENCH_PIN=1: on 2+ cores the forwarder under test gets BENCH_FORWARDER_CPU (default 1) to itself
 #     and everything else the other CPUs; 0 = no pinning
 # Everything listens on 127.0.0.1 only and is torn down on exit.
@@ -377,14 +379,14 @@ add_target () { # add_target NAME KIND BASE AUTH PID
   TARGETS=$(jq -c --arg n "$1" --arg k "$2" --arg b "$3" --arg a "$4" --argjson p "${5:-null}" \
     '. + [{name: $n, kind: $k, base: $b, auth: (if $a == "" then null else $a end), pids: (if $p == null then [] else [$p] end)}]' <<< "$TARGETS")
 }
-launch_proxy () { # launch_proxy PORT LOGFILE "node flags" "proxy flags" UPSTREAM -> STARTED_PID
+launch_proxy () { # launch_proxy PORT LOGFILE "node flags" "proxy flags" UPSTREAM [CLI] -> STARTED_PID
   [ -n "$ECR_API_URL" ] || die "no ECR API stand-in"
   local nodeflags=() extra=()
   read -r -a nodeflags <<< "$3"
   read -r -a extra <<< "$4"
   "${FWD_PIN[@]}" env -u NODE_OPTIONS AWS_ENDPOINT_URL_ECR="$ECR_API_URL" AWS_REGION=us-east-2 AWS_ACCESS_KEY_ID=AKIDEXAMPLE \
     AWS_SECRET_ACCESS_KEY=secret AWS_EC2_METADATA_DISABLED=true NODE_EXTRA_CA_CERTS="$CERT" \
-    node "${nodeflags[@]}" dist/src/cli.js --host 127.0.0.1 --port "$1" --region us-east-2 \
+    node "${nodeflags[@]}" "${6:-dist/src/cli.js}" --host 127.0.0.1 --port "$1" --region us-east-2 \
     --upstream "$5" --log-level "$PROXY_LOG_LEVEL" "${extra[@]}" >> "$2" 2>&1 &
   STARTED_PID=$!
   PIDS+=("$STARTED_PID")
@@ -445,13 +447,13 @@ start_set () {
     fi
   fi
   if [ $PROXY_OK = 1 ] && [ -n "$PROXY_VARIANTS" ]; then
-    local pvs=() pv pname pnode pargs
+    local pvs=() pv pname pnode pargs pcli
     IFS=';' read -r -a pvs <<< "$PROXY_VARIANTS"
     for pv in "${pvs[@]}"; do
       [ -n "$pv" ] || continue
-      IFS='|' read -r pname pnode pargs <<< "$pv"
+      IFS='|' read -r pname pnode pargs pcli <<< "$pv"
       port=${ports[$k]}; k=$((k + 1))
-      launch_proxy "$port" "$WORK/proxy-$SET-$pname.log" "$pnode" "$pargs" "$SET_UPSTREAM"
+      launch_proxy "$port" "$WORK/proxy-$SET-$pname.log" "$pnode" "$pargs" "$SET_UPSTREAM" "$pcli"
       SET_PIDS+=("$STARTED_PID")
       add_target "proxy-$pname" variant "http://127.0.0.1:$port" "" "$STARTED_PID"
     done
