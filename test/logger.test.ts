@@ -1,12 +1,17 @@
 import t from 'tap'
-import { STALL_LIMIT_MS, StdioDestination, type FailedDescriptor } from '../src/logger.js'
+import { spawnSync } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import { BATCH_LIMIT_BYTES, STALL_LIMIT_MS, StdioDestination, type FailedDescriptor } from '../src/logger.js'
 
 function errno (code: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`${code}: write failed`), { code })
 }
 
-/** Descriptors whose writes follow a script: a number of bytes taken, or an error code. */
-function fakeDescriptors (script: Record<number, Array<number | string>>) {
+/**
+ * Descriptors whose writes follow a script: a number of bytes taken, or an error code. Each line
+ * is flushed as it is written unless `batched`, where `turn()` ends the event loop's turn.
+ */
+function fakeDescriptors (script: Record<number, Array<number | string>>, batched = false) {
   const written: Record<number, string> = {}
   const calls: number[] = []
   const waits: number[] = []
@@ -18,7 +23,10 @@ function fakeDescriptors (script: Record<number, Array<number | string>>) {
     written[fd] = (written[fd] ?? '') + Buffer.from(data.subarray(0, taken)).toString()
     return taken
   }
-  return { written, calls, waits, deps: { write, wait: (ms: number) => { waits.push(ms) } } }
+  const scheduled: Array<() => void> = []
+  const schedule = batched ? (flush: () => void) => { scheduled.push(flush) } : (flush: () => void) => { flush() }
+  const turn = (): void => { for (const flush of scheduled.splice(0)) flush() }
+  return { written, calls, waits, scheduled, turn, deps: { write, wait: (ms: number) => { waits.push(ms) }, schedule } }
 }
 
 t.test('a failed stdout is given up for stderr, and the line that failed goes there whole', async (t) => {
@@ -74,4 +82,80 @@ t.test('a pipe that stays full costs a line, bounded in time, and keeps its read
   t.equal(fds.written[2], undefined, 'not moved to stderr')
   destination.write('next\n')
   t.equal(fds.written[1], 'next\n', 'the reader gets the next line')
+})
+
+t.test('lines written in one turn of the event loop go out in one write, in order, at its end', async (t) => {
+  const fds = fakeDescriptors({}, true)
+  const destination = new StdioDestination([1, 2], fds.deps)
+  destination.write('one\n')
+  destination.write('two\n')
+  destination.write('three\n')
+  t.same(fds.calls, [], 'nothing written yet')
+  t.equal(fds.scheduled.length, 1, 'one flush scheduled, not one per line')
+  fds.turn()
+  t.same(fds.calls, [1], 'one system call')
+  t.equal(fds.written[1], 'one\ntwo\nthree\n')
+  destination.write('four\n')
+  t.equal(fds.scheduled.length, 1, 'the next turn schedules again')
+  fds.turn()
+  t.equal(fds.written[1], 'one\ntwo\nthree\nfour\n')
+  t.same(fds.calls, [1, 1])
+})
+
+t.test('a batch is written at once when it reaches BATCH_LIMIT_BYTES: memory stays bounded under a burst', async (t) => {
+  const fds = fakeDescriptors({}, true)
+  const destination = new StdioDestination([1], fds.deps)
+  const line = 'x'.repeat(1023) + '\n'
+  for (let i = 0; i < BATCH_LIMIT_BYTES / 1024 - 1; i++) destination.write(line)
+  t.same(fds.calls, [], 'below the limit: waiting for the end of the turn')
+  destination.write(line)
+  t.same(fds.calls, [1], 'at the limit: written')
+  t.equal(fds.written[1]?.length, BATCH_LIMIT_BYTES)
+  fds.turn()
+  t.same(fds.calls, [1], 'the scheduled flush finds nothing left to write')
+})
+
+t.test('flush() writes what is queued now and calls back (pino\'s logger.flush)', async (t) => {
+  const fds = fakeDescriptors({}, true)
+  const destination = new StdioDestination([1], fds.deps)
+  destination.write('queued\n')
+  let called = false
+  destination.flush(() => { called = true })
+  t.equal(fds.written[1], 'queued\n')
+  t.ok(called)
+  destination.flush()
+  t.same(fds.calls, [1], 'an empty flush makes no system call')
+})
+
+t.test('a batch whose descriptor fails goes to the next one whole, and a stalled batch counts every line dropped', async (t) => {
+  const fds = fakeDescriptors({ 1: [5, 'EIO'] }, true)
+  const destination = new StdioDestination([1, 2], fds.deps)
+  destination.write('first\n')
+  destination.write('second\n')
+  fds.turn()
+  t.same(fds.written, { 1: 'first', 2: 'first\nsecond\n' })
+  const stalled = fakeDescriptors({ 1: Array(STALL_LIMIT_MS / 10 + 1).fill('EAGAIN') }, true)
+  const slow = new StdioDestination([1], stalled.deps)
+  slow.write('a\n')
+  slow.write('b\n')
+  slow.write('c\n')
+  stalled.turn()
+  t.equal(slow.dropped, 3)
+})
+
+t.test('a process that logs and ends at once (fatal, exit) loses no line', async (t) => {
+  const logger = fileURLToPath(new URL('../src/logger.ts', import.meta.url))
+  const script = `
+    const { createLogger } = await import(${JSON.stringify(logger)})
+    const log = createLogger('info')
+    for (let i = 0; i < 100; i++) log.info({ i }, 'line')
+    log.fatal('cannot start: the last words')
+    process.exit(1)
+  `
+  const child = spawnSync(process.execPath, [...process.execArgv, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 })
+  t.equal(child.status, 1, child.stderr)
+  const lines = child.stdout.trim().split('\n').map((l) => JSON.parse(l) as { msg: string, i?: number })
+  t.equal(lines.length, 101)
+  t.same(lines.slice(0, 100).map((l) => l.i), Array.from({ length: 100 }, (_, i) => i), 'in order')
+  t.equal(lines[100]?.msg, 'cannot start: the last words')
 })
