@@ -1,4 +1,5 @@
 import { createServer } from 'node:http'
+import net from 'node:net'
 import t from 'tap'
 import { Agent, request } from 'undici'
 import { closeServer, listen } from '../helpers/listen.js'
@@ -24,4 +25,44 @@ t.test('HEAD and GET reuse upstream connections (no new TLS handshake per HEAD)'
     await res.body.dump()
   }
   t.equal(connections, 1, '100 sequential HEADs and GETs over one upstream connection')
+})
+
+t.test('a kept-alive connection the registry drops as a GET arrives: the GET is sent once more on a new one', async (t) => {
+  // Raw HTTP: the first connection answers once, then drops the next request unanswered, as a
+  // registry closing an idle connection at the moment it is reused.
+  let connections = 0
+  const requests: string[] = []
+  const upstream = net.createServer((socket) => {
+    const connection = ++connections
+    let answered = 0
+    let buffered = ''
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1')
+      while (buffered.includes('\r\n\r\n')) {
+        const end = buffered.indexOf('\r\n\r\n') + 4
+        requests.push(`${connection}: ${buffered.slice(0, buffered.indexOf('\r\n'))}`)
+        buffered = buffered.slice(end)
+        if (connection === 1 && answered === 1) {
+          socket.destroy()
+          return
+        }
+        answered++
+        socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nDocker-Distribution-API-Version: registry/2.0\r\n\r\n{}')
+      }
+    })
+  })
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise((resolve) => upstream.close(resolve)))
+  const proxy = await proxyFor(t, `http://127.0.0.1:${(upstream.address() as net.AddressInfo).port}`)
+
+  for (const tag of ['first', 'second']) {
+    const res = await request(`${proxy}/v2/team/app/manifests/${tag}`)
+    t.equal(res.statusCode, 200, `${tag}: answered`)
+    t.equal(await res.body.text(), '{}')
+  }
+  t.same(requests, [
+    '1: GET /v2/team/app/manifests/first HTTP/1.1',
+    '1: GET /v2/team/app/manifests/second HTTP/1.1',
+    '2: GET /v2/team/app/manifests/second HTTP/1.1'
+  ], 'the dropped GET went again, on a new connection')
 })

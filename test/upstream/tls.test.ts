@@ -1,7 +1,7 @@
 import { createServer } from 'node:https'
 import t from 'tap'
 import { buildApp } from '../../src/app.js'
-import { createUpstreamAgents } from '../../src/upstream/transport/agents.js'
+import { createUpstreamAgents, destroyUpstreamAgents } from '../../src/upstream/transport/agents.js'
 import { loadConfig, parseCommandLine } from '../../src/config/index.js'
 import { closeServer } from '../helpers/listen.js'
 import { logSink } from '../helpers/log-sink.js'
@@ -32,7 +32,7 @@ t.test('the upstream certificate is verified', async (t) => {
   // Trusting the certificate (as NODE_EXTRA_CA_CERTS does for the CLI) makes it work.
   const agents = createUpstreamAgents(config.forwarding, { ca: cert })
   const trusting = await buildApp(config, { fetchToken, logger: logSink().logger, agents })
-  t.teardown(() => { agents.https.destroy() })
+  t.teardown(() => { destroyUpstreamAgents(agents) })
   t.teardown(() => trusting.app.close())
   const ok = await trusting.app.inject({ method: 'GET', url: '/v2/' })
   t.equal(ok.statusCode, 200)
