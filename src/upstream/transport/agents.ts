@@ -116,7 +116,7 @@ export function agentTransport (agents: UpstreamAgents): Transport {
     })
     return { statusCode: res.statusCode, headers: res.headers as http.IncomingHttpHeaders, body: streamBody(res.body), pooled: false }
   }
-  const once = (request: TransportRequest): Promise<TransportResponse> => request.body === undefined ? bodiless(request) : new Promise((resolve, reject) => {
+  const withBody = (request: TransportRequest): Promise<TransportResponse> => new Promise((resolve, reject) => {
     const url = parsed(request.origin)
     const secure = url.protocol === 'https:'
     const req = (secure ? https : http).request({
@@ -143,6 +143,7 @@ export function agentTransport (agents: UpstreamAgents): Transport {
     if (request.body === undefined) req.end()
     else pipeline(request.body, req, () => {})
   })
+  const once = async (request: TransportRequest): Promise<TransportResponse> => request.body === undefined ? await bodiless(request) : await withBody(request)
   return {
     async request (request) {
       try {
