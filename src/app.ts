@@ -1,14 +1,14 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import { createRequire } from 'node:module'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Logger } from 'pino'
-import { Agent, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import { createAccessControl } from './access/index.js'
 import type { CacheFileSystem } from './cache/file-system.js'
-import { LayerCache } from './cache/layer-cache.js'
-import { parseSize } from './cache/size.js'
+import type { LayerCache } from './cache/layer-cache.js'
 import { ConfigError, settingOrigin, type Config, type RegistryConfig } from './config/index.js'
 import { CredentialFileError } from './access/htpasswd.js'
 import { EcrBasicAuthorizer } from './credentials/authorizer.js'
-import { anonymousToken, createEcrPublicClient, EcrPublicBearerAuthorizer, ecrPublicTokenFetcher } from './credentials/ecr-public.js'
+import { anonymousToken, createEcrPublicClient, EcrPublicBearerAuthorizer, ecrPublicTokenFetcher, loadEcrPublicSdk, type EcrPublicSdk } from './credentials/ecr-public.js'
 import { systemClock, type Clock } from './credentials/clock.js'
 import { createEcrClient, ecrTokenFetcher, type FetchToken } from './credentials/ecr-token.js'
 import { CredentialPool, ecrCredentialKey, ecrPublicCredentialKey, type CredentialKey } from './credentials/pool.js'
@@ -80,13 +80,42 @@ function asConfigError<T> (config: Config, build: () => T, setting?: readonly st
   }
 }
 
-/** Toward redirect targets (follow mode): GET only, so undici's reset after HEAD does not matter. */
-export function createDispatcher (timeouts: ForwardingTimeouts): Dispatcher {
+/**
+ * Toward redirect targets (follow mode): GET only, so undici's reset after HEAD does not matter.
+ * (undici is loaded at every start anyway, for bodiless requests: upstream/transport/agents.ts.)
+ */
+export async function createDispatcher (timeouts: ForwardingTimeouts): Promise<Dispatcher> {
+  const { Agent } = await import('undici')
   // Certificates are always verified; connect/header/body timeouts apply.
   return new Agent(dispatcherOptions(timeouts))
 }
 
+/**
+ * Fastify's schema compilers (ajv, fast-json-stringify), loaded the first time a route declares a
+ * schema — none of the proxy's do, and loading them at start costs ~2.5 MB of idle RSS
+ * (docs/performance.md, finding 2). The same compilers Fastify would load itself.
+ */
+function lazySchemaCompilers (): NonNullable<FastifyServerOptions['schemaController']> {
+  const fastifyRequire = createRequire(import.meta.resolve('fastify'))
+  type Factory = (...args: unknown[]) => unknown
+  const lazy = (name: string): Factory => {
+    let factory: Factory | undefined
+    return (...args) => {
+      factory ??= (fastifyRequire(name) as () => Factory)()
+      return factory(...args)
+    }
+  }
+  return {
+    compilersFactory: {
+      buildValidator: lazy('@fastify/ajv-compiler') as never,
+      buildSerializer: lazy('@fastify/fast-json-stringify-compiler') as never
+    }
+  }
+}
+
 async function openCache (config: Config, dir: string, logger: Logger, metrics: ProxyMetrics, deps: AppDeps): Promise<LayerCache> {
+  // Loaded only when configured, like everything else of the cache.
+  const [{ LayerCache }, { parseSize }] = await Promise.all([import('./cache/layer-cache.js'), import('./cache/size.js')])
   try {
     return await LayerCache.open({
       dir,
@@ -121,9 +150,14 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     }
     return client
   }
-  const ecrPublicToken = (key: CredentialKey): FetchToken => key.anonymous === true
-    ? anonymousToken
-    : ecrPublicTokenFetcher(createEcrPublicClient(key.identity), { anonymousFallback: !strictPublic.has(key.id), log: logger.child({ component: 'credentials', credential: key.id }) })
+  // The ECR Public SDK is loaded at start only when a configured registry asks it for tokens (a
+  // missing module still stops the start); 0.6 MB of idle RSS otherwise.
+  let ecrPublicSdk: EcrPublicSdk | undefined
+  const ecrPublicToken = (key: CredentialKey): FetchToken => {
+    if (key.anonymous === true) return anonymousToken
+    if (ecrPublicSdk === undefined) throw new Error(`the ECR Public SDK was not loaded for ${key.id}`)
+    return ecrPublicTokenFetcher(createEcrPublicClient(ecrPublicSdk, key.identity), { anonymousFallback: !strictPublic.has(key.id), log: logger.child({ component: 'credentials', credential: key.id }) })
+  }
   // ECR Public entries with anonymous: false need the credential: no anonymous fallback.
   const strictPublic = new Set(config.registries.filter((e) => e.registry === 'public.ecr.aws' && e.anonymous === false).map((e) => ecrPublicCredentialKey(false, { profile: e.profile, roleArn: e.roleArn, externalId: e.externalId, roleSessionName: e.roleSessionName }).id))
   const tokenSource = deps.tokenSource ?? (deps.fetchToken === undefined
@@ -144,6 +178,10 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   const registries = await configuredRegistries(config.registries, resolveRegion, { mirrors: Object.keys(config.mirrors).length > 0 }).catch((err: unknown) => {
     throw err instanceof Error && err.message.startsWith('needs a region') ? new ConfigError(`invalid configuration: ${settingOrigin(config, ['registries', '0', 'registryId'])}: ${err.message}`) : err
   })
+  if (deps.tokenSource === undefined && deps.fetchToken === undefined &&
+    registries.some((r) => r.credential.kind === 'ecr-public' && r.credential.anonymous !== true)) {
+    ecrPublicSdk = await loadEcrPublicSdk()
+  }
   const router = new Router(registries, { mirrors: configuredMirrors(config.mirrors, registries), ...(config.anyEcrRegistry ? { anyEcrRegistry } : {}) })
   const metrics = new ProxyMetrics({ repositoryLabel: config.metrics.repositoryLabel })
   credentials.onCreated((id, refresher) => { metrics.watchCredential(id, refresher, deps.clock === undefined ? Date.now : () => (deps.clock as Clock).now()) })
@@ -165,6 +203,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
     // One access-log line per request, written by the onResponse hook.
     logController: new LogController({ disableRequestLogging: true }),
     return503OnClosing: true,
+    schemaController: lazySchemaCompilers(),
     ...listener.fastifyOptions
   })
 
@@ -172,7 +211,7 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   // Redirect targets are fetched only in follow mode; nothing to open otherwise.
   // With the cache on, blob redirects are fetched by the proxy (follow rules apply) so they can be cached.
   const follow = config.forwarding.redirects === 'follow' || config.cache.dir !== undefined
-  const ownDispatcher = follow && deps.dispatcher === undefined ? createDispatcher(config.forwarding) : undefined
+  const ownDispatcher = follow && deps.dispatcher === undefined ? await createDispatcher(config.forwarding) : undefined
   const dispatcher = deps.dispatcher ?? ownDispatcher
   const blobs = blobTransport(agents.blobs)
   app.addHook('onClose', async () => { listener.close() })

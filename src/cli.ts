@@ -4,7 +4,6 @@ import { buildApp } from './app.js'
 import { ConfigError, helpText, loadConfig, parseCommandLine } from './config/index.js'
 import { createLogger } from './logger.js'
 import { exposureRefusal } from './http/exposure.js'
-import { runClientConfig } from './client-config/command.js'
 import { registryOrigin } from './routing/endpoint.js'
 import { canonicalMirrorHost } from './routing/mirrors.js'
 import { configWarnings } from './config/warnings.js'
@@ -109,6 +108,7 @@ async function clientConfig (argv: string[]): Promise<number> {
     process.stderr.write(`ecr-auth-proxy: ${err.message}\n`)
     return 2
   }
+  const { runClientConfig } = await import('./client-config/command.js')
   return await runClientConfig(rest, hosts, process, { dockerHubMirrorPort })
 }
 

@@ -1,7 +1,7 @@
 import { writeSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { isatty } from 'node:tty'
 import pino, { type DestinationStream, type Logger, type LevelWithSilent } from 'pino'
-import { prettyFactory } from 'pino-pretty'
 
 /**
  * Every place a credential could appear in a log object. Fastify's request serializer logs no
@@ -166,6 +166,8 @@ export function createLogger (level: LevelWithSilent, destination?: DestinationS
   // thread whose flush at exit never gives up on a terminal that has gone away.
   let stream: DestinationStream = stdio
   if (isatty(1)) {
+    // Loaded only for a terminal: a proxy logging to a pipe or file never needs it.
+    const { prettyFactory } = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty')
     const prettify = prettyFactory({ translateTime: 'SYS:standard', ignore: 'pid,hostname', colorize: true })
     stream = { write: (line: string) => { stdio.write(prettify(line)) } }
   }

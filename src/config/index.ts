@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { parseArgs } from 'node:util'
 import { Value } from '@sinclair/typebox/value'
-import { parse as parseYaml } from 'yaml'
 import { parseEcrHost, registryOrigin } from '../routing/endpoint.js'
 import { canonicalMirrorHost } from '../routing/mirrors.js'
 import { ConfigSchema, MIRROR_HOST_PATTERN, type Config } from './schema.js'
@@ -358,6 +358,9 @@ function readConfigFile (file: string): Raw {
   } catch (err) {
     throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`)
   }
+  // Loaded only for a config file (1 MB of a proxy's idle RSS otherwise, docs/performance.md
+  // finding 2); outside the try below, so a missing parser is not reported as a bad file.
+  const { parse: parseYaml } = createRequire(import.meta.url)('yaml') as typeof import('yaml')
   let parsed: unknown
   try {
     // YAML 1.2 is a superset of JSON, so one parser reads both formats.

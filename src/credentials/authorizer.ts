@@ -1,3 +1,4 @@
+import type { AuthorizationToken } from './ecr-token.js'
 import type { CredentialKey, CredentialPool } from './pool.js'
 
 /** The Authorization header one request was sent with, and the secret it was made from. */
@@ -45,14 +46,28 @@ export interface Authorizer {
 /** ECR: `Authorization: Basic <token>` with the token of GetAuthorizationToken. */
 export class EcrBasicAuthorizer implements Authorizer {
   readonly #pool: CredentialPool
+  /**
+   * One header per token, not one per request: an ECR token is ~4.7 KB, and a fresh copy for each
+   * request in flight was the largest thing on the heap under 512 clients (docs/performance.md,
+   * finding 9).
+   */
+  readonly #headers = new WeakMap<AuthorizationToken, Authorization>()
 
   constructor (pool: CredentialPool) {
     this.#pool = pool
   }
 
   async authorize (credential: CredentialKey): Promise<Authorization> {
-    const { token } = await this.#pool.get(credential).get()
-    return { header: `Basic ${token}`, token }
+    return this.#authorization(await this.#pool.get(credential).get())
+  }
+
+  #authorization (issued: AuthorizationToken): Authorization {
+    let authorization = this.#headers.get(issued)
+    if (authorization === undefined) {
+      authorization = Object.freeze({ header: `Basic ${issued.token}`, token: issued.token })
+      this.#headers.set(issued, authorization)
+    }
+    return authorization
   }
 
   /**
@@ -68,7 +83,7 @@ export class EcrBasicAuthorizer implements Authorizer {
       (challenge.status === 403 && (challenge.method === 'HEAD' || (challenge.body !== undefined && isTokenDenial(challenge.body))))
     if (!rejected) return { rejected: false }
     const replacement = await this.#pool.get(credential).replacementFor(used.token)
-    return replacement === undefined ? { rejected: true } : { rejected: true, replacement: { header: `Basic ${replacement.token}`, token: replacement.token } }
+    return replacement === undefined ? { rejected: true } : { rejected: true, replacement: this.#authorization(replacement) }
   }
 }
 

@@ -1,4 +1,4 @@
-import { ECRPUBLICClient, GetAuthorizationTokenCommand } from '@aws-sdk/client-ecr-public'
+import type { ECRPUBLICClient } from '@aws-sdk/client-ecr-public'
 import type { Logger } from 'pino'
 import type { Transport } from '../upstream/transport/types.js'
 import type { Authorization, AuthorizeContext, Authorizer, Challenge, ChallengeOutcome } from './authorizer.js'
@@ -10,13 +10,23 @@ import type { CredentialKey, CredentialPool } from './pool.js'
 export const ECR_PUBLIC_REGION = 'us-east-1'
 export const ECR_PUBLIC_HOST = 'public.ecr.aws'
 
+export type EcrPublicSdk = typeof import('@aws-sdk/client-ecr-public')
+
+/**
+ * The ECR Public SDK, loaded only when a registry needs ECR Public's tokens: an idle proxy without
+ * one saves its RSS (docs/performance.md, finding 2).
+ */
+export async function loadEcrPublicSdk (): Promise<EcrPublicSdk> {
+  return await import('@aws-sdk/client-ecr-public')
+}
+
 /**
  * The ECR Public client in us-east-1, through the SDK's default chain (or the entry's identity)
  * and its own endpoint settings (AWS_ENDPOINT_URL_ECR_PUBLIC, AWS_ENDPOINT_URL).
  */
-export function createEcrPublicClient (identity: EcrIdentity = {}): ECRPUBLICClient {
+export function createEcrPublicClient (sdk: EcrPublicSdk, identity: EcrIdentity = {}): ECRPUBLICClient {
   const credentials = identityCredentials(ECR_PUBLIC_REGION, identity)
-  return new ECRPUBLICClient({ region: ECR_PUBLIC_REGION, ...(credentials === undefined ? {} : { credentials }) })
+  return new sdk.ECRPUBLICClient({ region: ECR_PUBLIC_REGION, ...(credentials === undefined ? {} : { credentials }) })
 }
 
 /**
@@ -29,6 +39,8 @@ export function ecrPublicTokenFetcher (client: ECRPUBLICClient, options: { anony
   const now = options.now ?? Date.now
   return async function fetchEcrPublicToken () {
     try {
+      // The module the client came from (loaded by then, so this only looks it up).
+      const { GetAuthorizationTokenCommand } = await loadEcrPublicSdk()
       const response = await client.send(new GetAuthorizationTokenCommand({}))
       const data = response.authorizationData
       if (data?.authorizationToken === undefined || data.expiresAt === undefined) throw new Error('GetAuthorizationToken (ecr-public) returned no authorization data')

@@ -28,7 +28,11 @@ export interface UpstreamAgents {
 }
 
 export function createUpstreamAgents (timeouts: ForwardingTimeouts, tls: { ca?: string | Buffer } = {}): UpstreamAgents {
-  const pool = { keepAlive: true, keepAliveMsecs: 30_000, maxSockets: 256, maxFreeSockets: 64, scheduling: 'lifo' as const }
+  // As many free connections kept as may be busy: with fewer, every burst that frees more than
+  // maxFreeSockets at once (a batch of answers read before the clients' next requests) closed the
+  // rest and opened new ones a moment later — 600 upstream connections closed in 8 s under 512
+  // clients (docs/performance.md, finding 9). Idle ones still go when the registry closes them.
+  const pool = { keepAlive: true, keepAliveMsecs: 30_000, maxSockets: 256, maxFreeSockets: 256, scheduling: 'lifo' as const }
   const connectTimeoutMs = Math.round(timeouts.connectTimeoutSeconds * 1000)
   const headersTimeoutMs = Math.round(timeouts.headersTimeoutSeconds * 1000)
   const bodyTimeoutMs = Math.round(timeouts.bodyTimeoutSeconds * 1000)
