@@ -3,7 +3,8 @@
 // Not part of `npm run bench`; for iterating on bench/../src/upstream and src/http.
 // Usage: node bench/experiments/upload-path.mjs --variant NAME=CLI.js[|node flags] [--variant …] [--mib 256]
 //   [--rounds 3] [--what chunked,tls-chunked,download8,tls-download8] [--download-mib 256]
-//   [--node-flags "--cpu-prof --cpu-prof-dir=DIR"]
+//   [--node-flags="--cpu-prof --cpu-prof-dir=DIR/@NAME@"] [--log-dir DIR] (the proxies' stdout, e.g. --trace-gc)
+//   [--smaps] (RSS by mapping kind at idle and at the download peak) [--heap-log DIR] (heap-spaces.cjs)
 // The proxies run on CPU 1 (taskset), the sink and the client on CPU 0.
 import { execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -23,7 +24,9 @@ const { values } = parseArgs({
     'node-flags': { type: 'string', default: '' },
     'chunk-mib': { type: 'string', default: '8' },
     sink: { type: 'string', default: 'node' },
-    'log-dir': { type: 'string' }
+    'log-dir': { type: 'string' },
+    smaps: { type: 'boolean', default: false },
+    'heap-log': { type: 'string' }
   }
 })
 const MiB = 1024 * 1024
@@ -99,17 +102,18 @@ function sleep (ms) { return new Promise((resolve) => setTimeout(resolve, ms)) }
 
 // ---------------------------------------------------------------- proxies (CPU 1)
 // NAME=CLI.js[|node flags of this variant]
-const variants = (values.variant ?? []).map((v) => { const [name, rest] = v.split('='); const [cli, flags] = rest.split('|'); return { name, cli, flags: flags === undefined || flags === '' ? [] : flags.split(' ') } })
+const variants = (values.variant ?? []).map((v) => { const at = v.indexOf('='); const name = v.slice(0, at); const [cli, flags] = v.slice(at + 1).split('|'); return { name, cli, flags: flags === undefined || flags === '' ? [] : flags.split(' ') } })
 const proxies = []
 for (const v of variants) {
   for (const scheme of ['http', 'https']) {
     const port = await freePort()
     const upstream = `${scheme}://127.0.0.1:${scheme === 'http' ? plainPort : tlsPort}`
     const flags = values['node-flags'] === '' ? [] : values['node-flags'].replaceAll('@NAME@', `${v.name}-${scheme}`).split(' ')
-    const child = spawn('taskset', ['-c', '1', process.execPath, ...flags, ...v.flags, v.cli, '--host', '127.0.0.1', '--port', String(port), '--region', 'us-east-2',
+    const heapLog = values['heap-log'] === undefined ? [] : ['--require', join(import.meta.dirname, 'heap-spaces.cjs')]
+    const child = spawn('taskset', ['-c', '1', process.execPath, ...flags, ...heapLog, ...v.flags, v.cli, '--host', '127.0.0.1', '--port', String(port), '--region', 'us-east-2',
       '--upstream', upstream, '--log-level', 'info'], {
       stdio: ['ignore', values['log-dir'] === undefined ? 'ignore' : openSync(join(values['log-dir'], `${v.name}-${scheme}.log`), 'w'), 'inherit'],
-      env: { ...process.env, NODE_OPTIONS: '', AWS_ENDPOINT_URL_ECR: ecrUrl, AWS_REGION: 'us-east-2', AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'secret', AWS_EC2_METADATA_DISABLED: 'true', NODE_EXTRA_CA_CERTS: cert }
+      env: { ...process.env, NODE_OPTIONS: '', AWS_ENDPOINT_URL_ECR: ecrUrl, AWS_REGION: 'us-east-2', AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'secret', AWS_EC2_METADATA_DISABLED: 'true', NODE_EXTRA_CA_CERTS: cert, HEAP_SPACES_DIR: values['heap-log'] ?? '' }
     })
     children.push(child)
     proxies.push({ name: v.name, scheme, port, child })
@@ -125,6 +129,18 @@ for (const p of proxies) {
 }
 // the child is taskset; the node process is its exec'd image (same pid)
 const cpuOf = (pid) => { const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f[11]) + Number(f[12])) / 100 }
+// RSS by kind of mapping (kB): the brk heap (malloc), anonymous mappings (V8's pages, large mallocs), files
+const smapsOf = (pid) => {
+  const kinds = { heap: 0, anon: 0, file: 0 }
+  let kind = 'anon'
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const m = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line)
+    if (m !== null) { kind = m[1] === '[heap]' ? 'heap' : (m[1].startsWith('/') ? 'file' : 'anon'); continue }
+    const r = /^Rss:\s+(\d+) kB/.exec(line)
+    if (r !== null) kinds[kind] += Number(r[1])
+  }
+  return kinds
+}
 const rssOf = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024
 
 // ---------------------------------------------------------------- client side (this process, CPU 0)
@@ -157,7 +173,8 @@ async function download8 (p) {
   const start = performance.now()
   let peak = 0
   const sampling = { on: true }
-  const sampler = (async () => { while (sampling.on) { peak = Math.max(peak, rssOf(p.child.pid)); await sleep(50) } })()
+  let peakMaps = null
+  const sampler = (async () => { while (sampling.on) { const rss = rssOf(p.child.pid); if (rss > peak) { peak = rss; if (values.smaps) peakMaps = smapsOf(p.child.pid) } await sleep(50) } })()
   const runs = Array.from({ length: 8 }, () => new Promise((resolve, reject) => {
     const curl = spawn('curl', ['-sS', '-o', '/dev/null', '-w', '%{size_download}', `http://127.0.0.1:${p.port}/v2/bench/up/blobs/sha256:${'a'.repeat(64)}`], { stdio: ['ignore', 'pipe', 'inherit'] })
     let out = ''
@@ -167,13 +184,14 @@ async function download8 (p) {
   await Promise.all(runs)
   sampling.on = false
   await sampler
+  if (peakMaps !== null) console.log(JSON.stringify({ name: p.name, idleMaps: p.idleMaps, peakMaps }))
   return { seconds: (performance.now() - start) / 1000, peak }
 }
 
 const results = []
 const what = values.what.split(',')
 const mib = Number(values.mib)
-for (const p of proxies) { p.idle = rssOf(p.child.pid) }
+for (const p of proxies) { p.idle = rssOf(p.child.pid); if (values.smaps) p.idleMaps = smapsOf(p.child.pid) }
 for (let round = 0; round < Number(values.rounds); round++) {
   for (const w of what) {
     const scheme = w.startsWith('tls-') ? 'https' : 'http'
