@@ -704,8 +704,10 @@ class Connection {
       // Kept alive, the idle connection reads on: a close or stray bytes from the registry show.
       return this.phase === 'idle'
     }
-    this.paused = !more
-    return more
+    // Only the destination's drain (resume) lifts a pause: a TLS socket told to stop still hands
+    // over the records it has decrypted, and over TLS those may only join a pending write.
+    if (!more) this.paused = true
+    return !this.paused
   }
 
   private read (): void {
