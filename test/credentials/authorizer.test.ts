@@ -48,7 +48,7 @@ t.test('ECR Basic: the header, and which 401/403 answers are a rejected token', 
   const used = await authorizer.authorize(key)
   t.same(used, { header: 'Basic token-1', token: 'token-1' })
   const held = await authorizer.authorize(key)
-  t.equal(await authorizer.authorize(key), held, 'the same header for every request with the held token, not a copy each (docs/performance.md, finding 8)')
+  t.equal(await authorizer.authorize(key), held, 'the same header for every request with the held token, not a copy each (docs/performance.md, finding 9)')
   const denied = Buffer.from('{"errors":[{"code":"DENIED","message":"Your authorization token has expired."}]}')
   const challenge = (status: number, method: string, body: Buffer | undefined) => ({ status, method, headers: {}, body })
 

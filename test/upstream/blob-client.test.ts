@@ -907,7 +907,7 @@ t.test('a connection the registry closed while idle is not used again', async (t
 // ---------------------------------------------------------------------------------------------
 
 /** Serves `bodies[n]` for `/n`: with a Content-Length, or chunked in random sizes when `chunked(n)`. */
-async function blobServer (t: Test, bodies: Buffer[], chunked: (n: number) => boolean, seed: number): Promise<Upstream> {
+async function blobServer (t: Test, bodies: Buffer[], chunked: (n: number) => boolean, seed: number, secure?: { key: Buffer, cert: Buffer }): Promise<Upstream> {
   const rand = prng(seed)
   return await upstream(t, async (socket, request) => {
     const n = Number(request.line.split(' ')[1]?.slice(1))
@@ -928,7 +928,7 @@ async function blobServer (t: Test, bodies: Buffer[], chunked: (n: number) => bo
     }
     await last
     await send(socket, '0\r\n\r\n')
-  })
+  }, secure)
 }
 
 /** Delays about half the write callbacks by a turn or 0–5 ms: buffers stay held, writes back up. */
@@ -942,9 +942,10 @@ function jitter (seed: number): Delay {
   }
 }
 
-async function concurrentDownloads (t: Test, bodies: Buffer[], chunked: (n: number) => boolean, seed: number): Promise<void> {
-  const server = await blobServer(t, bodies, chunked, seed)
-  const client = blobClient(t, { readBufferBytes: 64 * KiB })
+async function concurrentDownloads (t: Test, bodies: Buffer[], chunked: (n: number) => boolean, seed: number, secure?: { key: Buffer, cert: Buffer }): Promise<void> {
+  const server = await blobServer(t, bodies, chunked, seed, secure)
+  const client = blobClient(t, { readBufferBytes: 64 * KiB, ...(secure === undefined ? {} : { ca: secure.cert }) })
+  const pool = secure === undefined ? client.pool : client.tlsPool
   // Half the destinations take several reads before they push back, so reading goes on while
   // earlier buffers are still held by writes: a buffer reused too early shows in the digest.
   const sinks = bodies.map((_body, n) => new Collector({ delay: jitter(seed * 100 + n), highWaterMark: n % 2 === 0 ? 16 * KiB : 128 * KiB }))
@@ -955,7 +956,7 @@ async function concurrentDownloads (t: Test, bodies: Buffer[], chunked: (n: numb
     await res.pipeTo(sinks[n] as Collector)
     await (sinks[n] as Collector).finished()
   })), 40_000, 'the concurrent downloads')
-  t.comment(`${bodies.length} downloads in ${Date.now() - started} ms, pool ${JSON.stringify(client.pool.stats())}`)
+  t.comment(`${bodies.length} downloads in ${Date.now() - started} ms, pool ${JSON.stringify(pool.stats())}`)
   for (const [n, body] of bodies.entries()) {
     const sink = sinks[n] as Collector
     t.equal(sink.bytes, body.length, `download ${n}: every byte`)
@@ -964,7 +965,7 @@ async function concurrentDownloads (t: Test, bodies: Buffer[], chunked: (n: numb
   const writes = sinks.reduce((sum, sink) => sum + sink.writes, 0)
   const total = bodies.reduce((sum, body) => sum + body.length, 0)
   t.ok(writes >= total / (64 * KiB), `at least one write per 64 KiB read (${writes} writes)`)
-  const { allocated } = client.pool.stats()
+  const { allocated } = pool.stats()
   t.ok(allocated < 64, `buffers are reused: ${allocated} allocated for ${writes} writes`)
   t.equal(server.sockets.length, bodies.length, 'one connection per concurrent download')
 }
@@ -977,6 +978,13 @@ t.test('8 concurrent downloads with held buffers and backpressure: every byte ex
 t.test('8 concurrent downloads, half of them chunked: every byte exact', async (t) => {
   const bodies = Array.from({ length: 8 }, (_v, n) => randomBytes(8 * MiB + n * 7919))
   await concurrentDownloads(t, bodies, (n) => n % 2 === 1, 12)
+})
+
+t.test('TLS: 8 concurrent downloads, half of them chunked, records coalesced while writes are held: every byte exact', async (t) => {
+  // Over TLS consecutive records share a buffer: its head is still being written while its tail
+  // is read into. A byte overwritten too early shows in the digest.
+  const bodies = Array.from({ length: 8 }, (_v, n) => randomBytes(4 * MiB + n * 7919))
+  await concurrentDownloads(t, bodies, (n) => n % 2 === 1, 13, selfSigned())
 })
 
 t.test('a slow destination holds the registry back: few buffers for a 64 MiB body', async (t) => {
@@ -1093,8 +1101,10 @@ t.test('read buffers per scheme: 1 MiB for plain HTTP, 64 KiB for TLS, whose rea
     t.equal(other.stats().allocated, before, `${scheme}: not into the other`)
     const largest = Math.max(...reads)
     // The premise of the smaller TLS buffers: should Node hand over more, this says so.
-    if (scheme === 'https') t.ok(largest <= 16 * KiB, `https: no read over 16 KiB (largest ${largest})`)
+    if (scheme === 'https') t.ok(client.largestRead.tls <= 16 * KiB, `https: no read over 16 KiB (largest ${client.largestRead.tls})`)
     else t.ok(largest > 64 * KiB, `http: reads beyond a TLS buffer (largest ${largest})`)
+    // Over TLS consecutive records leave in one write (finding 8).
+    if (scheme === 'https') t.ok(largest > 16 * KiB, `https: records written together (largest write ${largest})`)
   }
   t.equal(blobClient(t, { readBufferBytes: 16 * KiB }).tlsPool.size, 16 * KiB, 'never larger than readBufferBytes unless asked')
   t.equal(blobClient(t, { tlsReadBufferBytes: 32 * KiB }).tlsPool.size, 32 * KiB, 'tlsReadBufferBytes when given')

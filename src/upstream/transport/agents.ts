@@ -1,10 +1,10 @@
 import http from 'node:http'
 import https from 'node:https'
-import { pipeline, type Duplex, type Readable } from 'node:stream'
+import type { Duplex, Readable } from 'node:stream'
 import { Agent as UndiciAgent } from 'undici'
 import { BlobClient } from './blob-client.js'
 import type { ForwardingTimeouts } from './timeouts.js'
-import { writeChunks } from './body-io.js'
+import { sendBody, writeChunks } from './body-io.js'
 import type { ResponseBody, Transport, TransportRequest, TransportResponse } from './types.js'
 
 /**
@@ -145,7 +145,7 @@ export function agentTransport (agents: UpstreamAgents): Transport {
       resolve({ statusCode: res.statusCode ?? 502, headers: res.headers, body: streamBody(res), pooled: false })
     })
     if (request.body === undefined) req.end()
-    else pipeline(request.body, req, () => {})
+    else sendBody(request.body, req)
   })
   const once = async (request: TransportRequest): Promise<TransportResponse> => request.body === undefined ? await bodiless(request) : await withBody(request)
   return {

@@ -72,6 +72,8 @@ export interface BlobResponse {
 }
 
 const MAX_HEAD_BYTES = 64 * 1024
+/** The largest cleartext of one TLS record (RFC 8446 §5.1): what Node hands over per read at most. */
+const TLS_RECORD_BYTES = 16 * 1024
 const MAX_CHUNK_LINE_BYTES = 4 * 1024
 const MAX_TRAILER_BYTES = 16 * 1024
 const TCHAR = String.raw`[!#$%&'*+\-.^_\`|~0-9A-Za-z]`
@@ -336,9 +338,25 @@ class Connection {
   private paused = false
   /** The pooled buffer the socket reads into, when it reads a body. */
   private reading: ReadBuffer | null = null
+  /** What the socket was handed for its next read: `reading`, or (TLS) the free part of it. */
+  private readInto: Buffer | null = null
+  /**
+   * TLS: Node hands cleartext over one record (at most 16 KiB) per read, and one write per
+   * record to the client cost more CPU than decrypting it (docs/performance.md, finding 10). So
+   * consecutive records are read into the same buffer, one after another, and written together:
+   * when the buffer is full, or at the end of the event loop's turn.
+   */
+  private readonly coalesce: boolean
+  /** Bytes of `reading` already read into (coalescing). */
+  private filled = 0
+  /** Body bytes of `reading` not yet written, [pendingFrom, pendingTo) (coalescing). */
+  private pendingFrom = 0
+  private pendingTo = 0
+  private flushScheduled = false
 
   constructor (private readonly client: BlobClient, readonly origin: string, target: Target) {
     this.pool = target.secure ? client.tlsPool : client.pool
+    this.coalesce = target.secure
     const onread = { buffer: this.nextBuffer, callback: this.onRead }
     if (target.secure) {
       const session = client.sessions.get(origin)
@@ -371,11 +389,7 @@ class Connection {
       connected()
       this.fail(new UpstreamFailure('the registry closed the connection', 'ECONNRESET'))
       this.client.forget(this)
-      if (this.reading !== null) {
-        this.reading.reading = false
-        this.pool.give(this.reading)
-        this.reading = null
-      }
+      this.releaseReading()
     })
   }
 
@@ -395,33 +409,90 @@ class Connection {
   /** Called by the socket for the buffer of its next read. */
   private readonly nextBuffer = (): Buffer => {
     if (this.phase === 'body' || this.phase === 'waiting') {
-      const buffer = this.pool.take()
-      buffer.reading = true
-      this.reading = buffer
-      return buffer.bytes
+      if (this.reading === null) {
+        const buffer = this.pool.take()
+        buffer.reading = true
+        this.reading = buffer
+        this.filled = 0
+        this.pendingFrom = this.pendingTo = 0
+      }
+      this.readInto = this.filled === 0 ? this.reading.bytes : this.reading.bytes.subarray(this.filled)
+      return this.readInto
     }
+    this.readInto = null
     // Heads are copied out as they arrive, so all connections can share one small buffer.
     return this.client.headBuffer
   }
 
   private readonly onRead = (length: number, bytes: Buffer): boolean => {
-    const buffer = this.reading !== null && this.reading.bytes === bytes ? this.reading : null
+    const buffer = this.reading !== null && this.readInto === bytes ? this.reading : null
+    let more = false
     try {
       if (buffer === null && this.phase === 'body') {
         // Body bytes in the shared head buffer, which the next read of any connection
         // overwrites: they must be copied before a write holds on to them.
-        return this.consume(Buffer.from(bytes.subarray(0, length)), length, null)
+        more = this.consume(Buffer.from(bytes.subarray(0, length)), length, null)
+      } else {
+        more = this.consume(bytes, length, buffer)
       }
-      return this.consume(bytes, length, buffer)
     } catch (err) {
       this.fail(err as Error)
-      return false
-    } finally {
-      if (buffer !== null) {
-        buffer.reading = false
-        this.reading = null
-        this.pool.give(buffer)
+      more = false
+    }
+    if (buffer !== null && buffer === this.reading) {
+      const largest = this.client.largestRead
+      if (this.coalesce) largest.tls = Math.max(largest.tls, length)
+      else largest.plain = Math.max(largest.plain, length)
+      if (!this.coalesce) {
+        this.releaseReading()
+      } else {
+        this.filled += length
+        // Full (no room for another whole record): what is pending goes now, the next read
+        // gets a new buffer.
+        if (buffer.bytes.length - this.filled < TLS_RECORD_BYTES) {
+          if (!this.flush() && this.phase === 'body') {
+            // Resumed by the destination's drain.
+            this.paused = true
+            more = false
+          }
+          this.releaseReading()
+        }
       }
+    }
+    return more
+  }
+
+  /** Lets go of the buffer the socket reads into; it returns to the pool once its writes are done. */
+  private releaseReading (): void {
+    const buffer = this.reading
+    if (buffer === null) return
+    this.reading = null
+    this.readInto = null
+    buffer.reading = false
+    this.pool.give(buffer)
+  }
+
+  /** Coalescing: writes the pending body bytes of `reading`; false asks for a pause. */
+  private flush (): boolean {
+    const buffer = this.reading
+    const sink = this.sink
+    if (buffer === null || sink === null || this.pendingTo === this.pendingFrom) return true
+    const chunk = buffer.bytes.subarray(this.pendingFrom, this.pendingTo)
+    this.pendingFrom = this.pendingTo
+    buffer.holds++
+    return sink.write(chunk, () => {
+      buffer.holds--
+      this.pool.give(buffer)
+    })
+  }
+
+  /** The end of the event loop's turn: what was read in it is written. */
+  private readonly flushLater = (): void => {
+    this.flushScheduled = false
+    if (this.phase !== 'body' || this.flush()) return
+    if (!this.paused) {
+      this.paused = true
+      this.socket.pause()
     }
   }
 
@@ -584,7 +655,21 @@ class Connection {
     let more = true
     const write = (from: number, to: number): void => {
       if (from === to) return
+      if (buffer !== null && this.coalesce && buffer === this.reading) {
+        // `bytes` starts at `filled`: contiguous runs become one pending write.
+        const at = this.filled + from
+        if (at !== this.pendingTo) more = this.flush() && more
+        if (this.pendingFrom === this.pendingTo) this.pendingFrom = at
+        this.pendingTo = this.filled + to
+        if (!this.flushScheduled) {
+          this.flushScheduled = true
+          setImmediate(this.flushLater)
+        }
+        return
+      }
       if (buffer === null) {
+        // Bytes still pending in the coalescing buffer were read before these.
+        more = this.flush() && more
         // Not a pooled buffer (early bytes): they are this exchange's own.
         more = sink.write(bytes.subarray(from, to), noop) && more
         return
@@ -619,8 +704,10 @@ class Connection {
       // Kept alive, the idle connection reads on: a close or stray bytes from the registry show.
       return this.phase === 'idle'
     }
-    this.paused = !more
-    return more
+    // Only the destination's drain (resume) lifts a pause: a TLS socket told to stop still hands
+    // over the records it has decrypted, and over TLS those may only join a pending write.
+    if (!more) this.paused = true
+    return !this.paused
   }
 
   private read (): void {
@@ -658,6 +745,9 @@ class Connection {
   }
 
   private complete (): void {
+    // The body's last bytes, still pending, go before the end.
+    this.flush()
+    this.releaseReading()
     const sink = this.sink
     this.sink = null
     this.served++
@@ -707,6 +797,8 @@ export class BlobClient {
   readonly pool: BufferPool
   /** Read buffers of TLS connections. */
   readonly tlsPool: BufferPool
+  /** The largest read of a body so far, per scheme; for tests and metrics. */
+  readonly largestRead = { plain: 0, tls: 0 }
   /** Response heads are read here and copied out at once. */
   readonly headBuffer = Buffer.allocUnsafeSlow(16 * 1024)
   readonly sessions = new Map<string, Buffer>()

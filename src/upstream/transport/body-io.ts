@@ -1,5 +1,5 @@
-import type { IncomingHttpHeaders } from 'node:http'
-import type { Readable } from 'node:stream'
+import { IncomingMessage, type IncomingHttpHeaders } from 'node:http'
+import { finished, type Readable, type Writable } from 'node:stream'
 import type { BodyDestination } from './types.js'
 
 /** The destination of a body closed before the body ended. */
@@ -84,4 +84,44 @@ export async function * concatenated (head: Buffer, rest: Readable): AsyncGenera
 export function firstHeader (headers: IncomingHttpHeaders, name: string): string | undefined {
   const value = headers[name]
   return Array.isArray(value) ? value[0] : value
+}
+
+/**
+ * Streams a request body into `destination` (a request to the registry) with backpressure and
+ * ends it; an error on either side destroys both, as stream.pipeline does.
+ *
+ * A body a client sent to the proxy arrives in chunks that node:http's parser copied into
+ * ArrayBuffers of their own (one per socket read, up to 64 KiB), and that external memory is what
+ * drove V8's garbage collection during uploads: about 30 full mark-compacts per GiB
+ * (docs/performance.md, finding 5). Once the registry's socket has taken a chunk, nothing
+ * reads it again, so its memory is released there and then (ArrayBuffer.prototype.transfer
+ * detaches it) instead of waiting for a collection. Only such chunks are released: those of an
+ * IncomingMessage, and only when they own their whole ArrayBuffer; any other body's chunks may be
+ * its owner's to keep.
+ */
+export function sendBody (body: Readable, destination: Writable): void {
+  let failed = false
+  const fail = (err: Error): void => {
+    if (failed) return
+    failed = true
+    body.destroy(err)
+    destination.destroy(err)
+  }
+  const release = body instanceof IncomingMessage && canRelease
+  body.on('data', (chunk: Buffer) => {
+    if (!destination.write(chunk, release ? releaser(chunk) : undefined)) body.pause()
+  })
+  destination.on('drain', () => { body.resume() })
+  body.once('end', () => { destination.end() })
+  finished(body, { writable: false }, (err) => { if (err !== undefined && err !== null) fail(err) })
+  finished(destination, { readable: false }, (err) => { if (err !== undefined && err !== null) fail(err) })
+}
+
+/** ES2024; Node 20 lacks it, and its chunks are then left to the garbage collector. */
+const canRelease = typeof (ArrayBuffer.prototype as { transfer?: unknown }).transfer === 'function'
+
+function releaser (chunk: Buffer): ((err?: Error | null) => void) | undefined {
+  const buffer = chunk.buffer
+  if (chunk.byteOffset !== 0 || buffer.byteLength !== chunk.byteLength || !(buffer instanceof ArrayBuffer)) return undefined
+  return () => { (buffer as ArrayBuffer & { transfer: (length: number) => ArrayBuffer }).transfer(0) }
 }

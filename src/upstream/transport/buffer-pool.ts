@@ -4,9 +4,11 @@
  * second, and V8 answers them with full mark-compacts, which cost more CPU than moving the
  * bytes (docs/performance.md, finding 1).
  *
- * A buffer has one owner at a time: the pool, the socket reading into it, or the writes still
- * sending its bytes to a client. `give` after the last owner lets go; a buffer the pool already
- * holds is never added twice, so no two reads can share it.
+ * A buffer is in the pool or out of it, never both. Out of it, the socket may be reading into it
+ * (over TLS, into its free part while writes still send the part already filled) and writes may
+ * still be sending its bytes to a client; `give` after each of them lets go, and it returns once
+ * none holds it. A buffer the pool already holds is never added twice, so no two connections can
+ * share it.
  */
 export class ReadBuffer {
   /** Writes of this buffer's bytes not yet handed to the kernel. */
