@@ -4,11 +4,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ECRClient } from '@aws-sdk/client-ecr'
-import { Agent, request } from 'undici'
 import { buildApp } from '../../src/app.js'
 import { helpText, loadConfig, parseCommandLine } from '../../src/config/index.js'
-import { ecrTokenFetcher } from '../../src/credentials/ecr-token.js'
+import { busyboxImage, buildConfiguredProxy, keptAliveClient } from '../helpers/configured-proxy.js'
 import { startEcrApi } from '../helpers/ecr-api.js'
 import { startEcrRegistry } from '../helpers/ecr-registry.js'
 import { logSink } from '../helpers/log-sink.js'
@@ -30,42 +28,25 @@ async function hubStack (t: Test, extra: string[] = []) {
   t.teardown(() => prod.close())
   const api = await startEcrApi({ authority, proxyEndpoint: `https://${PROD}` })
   t.teardown(() => api.close())
-  const layer = Buffer.from('busybox layer bytes')
-  const config = Buffer.from('{"architecture":"amd64","os":"linux"}')
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: digestOf(layer), size: layer.length }]
-  }))
+  const { layer, config, manifest } = busyboxImage()
   for (const blob of [layer, config]) prod.putBlob('docker-hub/library/busybox', blob)
   prod.putManifest('docker-hub/library/busybox', '1.36', manifest, OCI_MANIFEST)
 
-  const file = join(mkdtempSync(join(tmpdir(), 'ecr-proxy-hub-')), 'proxy.yaml')
-  writeFileSync(file, [
+  const { built, logs } = await buildConfiguredProxy(t, api.url, [
     'registries:',
     `  - { registry: ${PROD}, upstream: "${prod.url}", alias: prod, default: true }`,
     'mirrors:',
     '  docker.io: { registry: prod, prefix: docker-hub }',
-    'listener: { dockerHubMirrorPort: 0 }',
-    ''
-  ].join('\n'))
-  const logs = logSink('info')
-  const client = new ECRClient({ region: 'us-east-2', endpoint: api.url, maxAttempts: 1, credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' } })
-  t.teardown(() => { client.destroy() })
-  const built = await buildApp(load(['--config', file, ...extra]), { tokenSource: () => ecrTokenFetcher(client), logger: logs.logger })
+    'listener: { dockerHubMirrorPort: 0 }'
+  ], extra)
   let closed = false
   t.teardown(async () => { if (!closed) await built.app.close() })
   const main = await built.app.listen({ host: '127.0.0.1', port: 0 })
   t.ok(built.listenDockerHubMirror, 'the second listener is configured')
   const hub = await (built.listenDockerHubMirror as NonNullable<typeof built.listenDockerHubMirror>)('127.0.0.1', 0)
   await built.credentials.get(built.registries[0]?.credential as never).get()
-  const dispatcher = new Agent({ keepAliveTimeout: 1000 })
-  t.teardown(() => dispatcher.close())
-  const call = async (base: string, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer) => {
-    const res = await request(`${base}${path}`, { method: method as 'GET', dispatcher, headers, ...(body === undefined ? {} : { body }) })
-    return { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) }
-  }
+  const send = keptAliveClient(t)
+  const call = async (base: string, method: string, path: string, headers: Record<string, string> = {}, body?: Buffer) => await send(`${base}${path}`, method, headers, body)
   const close = async () => {
     closed = true
     await built.app.close()

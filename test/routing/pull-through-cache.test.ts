@@ -1,16 +1,9 @@
 import t, { type Test } from 'tap'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { ECRClient } from '@aws-sdk/client-ecr'
-import { Agent, request } from 'undici'
-import { buildApp } from '../../src/app.js'
-import { loadConfig, parseCommandLine } from '../../src/config/index.js'
-import { ecrTokenFetcher } from '../../src/credentials/ecr-token.js'
+import { request } from 'undici'
+import { busyboxImage, buildConfiguredProxy, keptAliveClient } from '../helpers/configured-proxy.js'
 import { startEcrApi } from '../helpers/ecr-api.js'
 import { startEcrRegistry } from '../helpers/ecr-registry.js'
-import { logSink } from '../helpers/log-sink.js'
 import { TokenAuthority } from '../helpers/token-authority.js'
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
@@ -33,50 +26,26 @@ async function mirrorStack (t: Test, options: { withDefault: boolean }) {
   const api = await startEcrApi({ authority: east, proxyEndpoint: `https://${PROD}`, regions: { 'us-east-2': { authority: east, proxyEndpoint: `https://${PROD}` }, 'eu-west-1': { authority: west, proxyEndpoint: `https://${EU}` } } })
   t.teardown(() => api.close())
 
-  const layer = Buffer.from('busybox layer bytes')
-  const config = Buffer.from('{"architecture":"amd64","os":"linux"}')
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: digestOf(layer), size: layer.length }]
-  }))
+  const { layer, config, manifest } = busyboxImage()
   for (const blob of [layer, config]) prod.putBlob('docker-hub/library/busybox', blob)
   for (const tag of ['1.35', '1.36', 'latest']) prod.putManifest('docker-hub/library/busybox', tag, manifest, OCI_MANIFEST)
   eu.putBlob('k8s/pause', config)
   const pause = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestOf(config), size: config.length }, layers: [] }))
   eu.putManifest('k8s/pause', '3.9', pause, OCI_MANIFEST)
 
-  const file = join(mkdtempSync(join(tmpdir(), 'ecr-proxy-mirrors-')), 'proxy.yaml')
-  writeFileSync(file, [
+  const { built, logs } = await buildConfiguredProxy(t, api.url, [
     'registries:',
     `  - { registry: ${PROD}, upstream: "${prod.url}", alias: prod${options.withDefault ? ', default: true' : ''} }`,
     `  - { registry: ${EU}, upstream: "${eu.url}" }`,
     'mirrors:',
     '  docker.io: { registry: prod, prefix: docker-hub }',
-    `  registry.k8s.io: { registry: ${EU}, prefix: k8s }`,
-    ''
-  ].join('\n'))
-  const clients: ECRClient[] = []
-  const logs = logSink('info')
-  const built = await buildApp(loadConfig(parseCommandLine(['--config', file]), {}), {
-    tokenSource: (key) => {
-      const client = new ECRClient({ region: key.region, endpoint: api.url, maxAttempts: 1, credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' } })
-      clients.push(client)
-      return ecrTokenFetcher(client)
-    },
-    logger: logs.logger
-  })
-  t.teardown(() => { for (const c of clients) c.destroy() })
+    `  registry.k8s.io: { registry: ${EU}, prefix: k8s }`
+  ])
   t.teardown(() => built.app.close())
   const url = await built.app.listen({ host: '127.0.0.1', port: 0 })
   await Promise.all(built.registries.map(async (r) => await built.credentials.get(r.credential).get()))
-  const dispatcher = new Agent({ keepAliveTimeout: 1000 })
-  t.teardown(() => dispatcher.close())
-  const call = async (method: string, path: string, headers: Record<string, string> = {}, body?: Buffer) => {
-    const res = await request(`${url}${path}`, { method: method as 'GET', dispatcher, headers, ...(body === undefined ? {} : { body }) })
-    return { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) }
-  }
+  const send = keptAliveClient(t)
+  const call = async (method: string, path: string, headers: Record<string, string> = {}, body?: Buffer) => await send(`${url}${path}`, method, headers, body)
   return { prod, eu, call, logs, manifest: digestOf(manifest), pause: digestOf(pause), layer }
 }
 

@@ -1,13 +1,8 @@
 import t, { type Test } from 'tap'
 import { createHash } from 'node:crypto'
-import { writeFileSync, mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { ECRClient } from '@aws-sdk/client-ecr'
-import { request, Agent } from 'undici'
 import { buildApp } from '../../src/app.js'
 import { loadConfig, parseCommandLine } from '../../src/config/index.js'
-import { ecrTokenFetcher } from '../../src/credentials/ecr-token.js'
+import { buildConfiguredProxy, keptAliveClient } from '../helpers/configured-proxy.js'
 import { startEcrApi } from '../helpers/ecr-api.js'
 import { startEcrRegistry, type EcrRegistry } from '../helpers/ecr-registry.js'
 import { logSink } from '../helpers/log-sink.js'
@@ -33,35 +28,17 @@ async function threeRegistries (t: Test, extra: string[] = []) {
   for (const r of [prod, tools, eu]) t.teardown(() => r.close())
   const api = await startEcrApi({ authority: east, proxyEndpoint: `https://${PROD}`, regions: { 'us-east-2': { authority: east, proxyEndpoint: `https://${PROD}` }, 'eu-west-1': { authority: west, proxyEndpoint: `https://${EU}` } } })
   t.teardown(() => api.close())
-  const dir = mkdtempSync(join(tmpdir(), 'ecr-proxy-registries-'))
-  const file = join(dir, 'proxy.yaml')
-  writeFileSync(file, [
+  const { built, logs } = await buildConfiguredProxy(t, api.url, [
     'registries:',
     `  - { registry: ${PROD}, upstream: "${prod.url}", alias: prod, default: true }`,
     `  - { registry: ${TOOLS}, upstream: "${tools.url}", alias: tools }`,
-    `  - { registry: ${EU}, upstream: "${eu.url}" }`,
-    ''
-  ].join('\n'))
-  const clients: ECRClient[] = []
-  const logs = logSink('info')
-  const built = await buildApp(loadConfig(parseCommandLine(['--config', file, ...extra]), {}), {
-    tokenSource: (key) => {
-      const client = new ECRClient({ region: key.region, endpoint: api.url, maxAttempts: 1, credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' } })
-      clients.push(client)
-      return ecrTokenFetcher(client)
-    },
-    logger: logs.logger
-  })
-  t.teardown(() => { for (const c of clients) c.destroy() })
+    `  - { registry: ${EU}, upstream: "${eu.url}" }`
+  ], extra)
   t.teardown(() => built.app.close())
   const url = await built.app.listen({ host: '127.0.0.1', port: 0 })
   await Promise.all(built.registries.map(async (r) => await built.credentials.get(r.credential).get()))
-  const dispatcher = new Agent({ keepAliveTimeout: 1000 })
-  t.teardown(() => dispatcher.close())
-  const call = async (method: string, path: string, body?: Buffer, headers: Record<string, string> = {}) => {
-    const res = await request(`${url}${path}`, { method: method as 'GET', dispatcher, headers, ...(body === undefined ? {} : { body }) })
-    return { status: res.statusCode, headers: res.headers, body: Buffer.from(await res.body.arrayBuffer()) }
-  }
+  const send = keptAliveClient(t)
+  const call = async (method: string, path: string, body?: Buffer, headers: Record<string, string> = {}) => await send(`${url}${path}`, method, headers, body)
   return { api, east, west, prod, tools, eu, built, url, call, logs }
 }
 
