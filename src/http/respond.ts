@@ -79,17 +79,9 @@ function isSmallBody (statusCode: number, headers: UpstreamResponse['headers']):
 }
 
 async function sendRenamedListing (reply: FastifyReply, target: Target, response: UpstreamResponse, headers: OutgoingHttpHeaders): Promise<FastifyReply> {
-  const chunks: Buffer[] = []
-  let length = 0
-  const stream = response.body.stream()
-  for await (const chunk of stream) {
-    chunks.push(chunk as Buffer)
-    length += (chunk as Buffer).length
-    if (length > LISTING_LIMIT) {
-      return reply.code(response.statusCode).headers(headers).send(Readable.from(concatenated(Buffer.concat(chunks), stream)))
-    }
-  }
-  const original = Buffer.concat(chunks)
+  // readLimited keeps the unread rest readable; leaving a for-await loop early destroyed it.
+  const { head: original, rest } = await readLimited(response.body.stream(), LISTING_LIMIT)
+  if (rest !== undefined) return reply.code(response.statusCode).headers(headers).send(Readable.from(concatenated(original, rest)))
   const renamed = renameTagList(original, target) ?? original
   return reply.code(response.statusCode).headers({ ...headers, 'content-length': String(renamed.length) }).send(renamed)
 }

@@ -3,7 +3,12 @@ import type { AddressInfo, Socket } from 'node:net'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { SMALL_BODY_LIMIT } from '../../src/http/respond.js'
+import { buildConfiguredProxy } from '../helpers/configured-proxy.js'
+import { startEcrApi } from '../helpers/ecr-api.js'
 import { startProxy } from '../helpers/proxy-for.js'
+import { TokenAuthority } from '../helpers/token-authority.js'
+
+const PROD = '600423610423.dkr.ecr.us-east-2.amazonaws.com'
 
 // Answers with a known length up to SMALL_BODY_LIMIT are read whole and written with their head
 // in one call (respond.ts); these tests hold that path to what the piped one did: the registry's
@@ -124,4 +129,24 @@ t.test('the access line is unchanged by its logger having no redaction: reqId fi
   t.match(raw, /^\{"level":30,"time":\d+,"pid":\d+,"hostname":"[^"]+","reqId":"req-[0-9a-z]+","method":"GET","path":"\/v2\/team\/app\/tags\/list","kind":"tags"/)
   const line = JSON.parse(raw as string) as Record<string, unknown>
   for (const [key, value] of Object.entries(line)) t.not(typeof value, 'object', `${key} is flat`)
+})
+
+t.test('a tags/list too large to rename in memory (over 4 MiB) still arrives whole, as the registry sent it', async (t) => {
+  const tags = Array.from({ length: 60_000 }, (_, i) => `tag-${String(i).padStart(6, '0')}-${'x'.repeat(80)}`)
+  const listing = Buffer.from(JSON.stringify({ name: 'team/app', tags }))
+  t.ok(listing.length > 4 * 1024 * 1024, 'larger than the renaming limit')
+  const url = await upstream(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(listing.length) })
+    res.end(listing)
+  })
+  const authority = new TokenAuthority()
+  const api = await startEcrApi({ authority, proxyEndpoint: `https://${PROD}` })
+  t.teardown(() => api.close())
+  const { built } = await buildConfiguredProxy(t, api.url, ['registries:', `  - { registry: ${PROD}, upstream: "${url}", alias: prod, default: true }`])
+  t.teardown(() => built.app.close())
+  const proxy = await built.app.listen({ host: '127.0.0.1', port: 0 })
+  const renamed = await get(proxy, '/v2/prod/team/app/tags/list')
+  t.equal(renamed.status, 200)
+  t.equal(renamed.body.length, listing.length, 'every byte: the rest after the first 4 MiB too')
+  t.ok(renamed.body.equals(listing), 'passed as it is (its name is not renamed)')
 })

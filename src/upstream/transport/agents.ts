@@ -2,6 +2,7 @@ import http from 'node:http'
 import https from 'node:https'
 import type { Duplex, Readable } from 'node:stream'
 import { Agent as UndiciAgent } from 'undici'
+import { kindOf } from '../errors.js'
 import { BlobClient } from './blob-client.js'
 import type { ForwardingTimeouts } from './timeouts.js'
 import { sendBody, writeChunks } from './body-io.js'
@@ -89,9 +90,6 @@ function bodyTimeout (timeoutMs: number): Error {
   return Object.assign(new Error(`the body paused for ${timeoutMs} ms`), { code: 'EBODY_TIMEOUT' })
 }
 
-/** A kept-alive connection the registry closed while idle, as each client reports it. */
-const STALE_CONNECTION_CODES = new Set(['ECONNRESET', 'UND_ERR_SOCKET'])
-
 /**
  * Every request but the blob client's: bodiless ones through undici, uploads through Node's
  * agents, bodies streamed both ways. The headers timeout counts from the last byte written, the
@@ -154,7 +152,8 @@ export function agentTransport (agents: UpstreamAgents): Transport {
         return await once(request)
       } catch (err) {
         const replayable = request.body === undefined && (request.method === 'GET' || request.method === 'HEAD')
-        if (!replayable || !STALE_CONNECTION_CODES.has((err as { code?: string }).code ?? '')) throw err
+        // A kept-alive connection the registry closed while idle: a reset, however the client names it.
+        if (!replayable || kindOf((err as { code?: string }).code) !== 'reset') throw err
         return await once(request)
       }
     }
