@@ -232,12 +232,13 @@ export async function buildApp (config: Config, deps: AppDeps = {}): Promise<App
   healthRoutes(app, registries, router, credentials, metrics, cache)
 
   const hub = config.listener.dockerHubMirrorPort === undefined ? undefined : dockerHubListener(app, listener)
+  const transport = agentTransport(agents)
   const upstream = new Upstream({
-    transport: agentTransport(agents),
+    transport,
     blobTransport: blobs,
     authorizers: {
       ecr: new EcrBasicAuthorizer(credentials),
-      'ecr-public': new EcrPublicBearerAuthorizer({ pool: credentials, transport: agentTransport(agents), log: logger.child({ component: 'credentials' }), ...(deps.clock === undefined ? {} : { clock: deps.clock }) })
+      'ecr-public': new EcrPublicBearerAuthorizer({ pool: credentials, transport, log: logger.child({ component: 'credentials' }), ...(deps.clock === undefined ? {} : { clock: deps.clock }) })
     },
     redirects: follow && dispatcher !== undefined
       ? new RedirectFollower({ dispatcher, blobs, allowedHosts: config.forwarding.redirectAllowedHosts })

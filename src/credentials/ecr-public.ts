@@ -1,5 +1,6 @@
 import type { ECRPUBLICClient } from '@aws-sdk/client-ecr-public'
 import type { Logger } from 'pino'
+import { readLimited } from '../upstream/transport/body-io.js'
 import type { Transport } from '../upstream/transport/types.js'
 import type { Authorization, AuthorizeContext, Authorizer, Challenge, ChallengeOutcome } from './authorizer.js'
 import { systemClock, type Clock } from './clock.js'
@@ -101,6 +102,11 @@ export interface EcrPublicAuthorizerOptions {
 }
 
 /** A bearer token is not used in its last tenth of life (at least 5 s): clock skew and transit. */
+/** A token realm's answer is a small JSON object; a larger one is refused rather than held. */
+const TOKEN_BODY_LIMIT = 64 * 1024
+/** ECR Public answers an expired Bearer token with 400 DENIED, not 401. */
+const CHALLENGE_STATUSES: readonly number[] = [400, 401]
+
 const MARGIN_FRACTION = 0.1
 /** distribution's token spec: a token without expires_in lives 60 seconds. */
 const DEFAULT_EXPIRES_IN = 60
@@ -131,7 +137,7 @@ export class EcrPublicBearerAuthorizer implements Authorizer {
   }
 
   challengeStatuses (): readonly number[] {
-    return [400, 401]
+    return CHALLENGE_STATUSES
   }
 
   async authorize (credential: CredentialKey, context: AuthorizeContext = {}): Promise<Authorization> {
@@ -195,9 +201,12 @@ export class EcrPublicBearerAuthorizer implements Authorizer {
         path: `${url.pathname}${url.search}`,
         headers: { accept: 'application/json', ...(basic === '' ? {} : { authorization: `Basic ${basic}` }) }
       })
-      const chunks: Buffer[] = []
-      for await (const chunk of response.body.stream()) chunks.push(chunk as Buffer)
-      body = Buffer.concat(chunks)
+      const { head, rest } = await readLimited(response.body.stream(), TOKEN_BODY_LIMIT)
+      if (rest !== undefined) {
+        rest.destroy()
+        throw Object.assign(new Error(`an answer over ${TOKEN_BODY_LIMIT} bytes`), { code: 'ETOOLARGE' })
+      }
+      body = head
     } catch (err) {
       throw new BearerTokenError(`the token realm ${url.host} could not be reached (${(err as { code?: string }).code ?? (err as Error).message})`)
     }

@@ -18,12 +18,23 @@ export interface RelayReply {
  * client that went away rejects with ECLIENTGONE.
  */
 export async function relayBody (reply: RelayReply, body: ResponseBody, statusCode: number, headers: OutgoingHttpHeaders): Promise<void> {
-  reply.raw.writeHead(statusCode, { ...reply.getHeaders(), ...headers } as OutgoingHttpHeaders)
-  reply.hijack()
+  takeOver(reply, statusCode, headers)
   try {
     await body.pipeTo(reply.raw)
   } catch (err) {
     reply.raw.destroy()
     throw err
   }
+}
+
+/** A body already in memory, written with the head in one call; onResponse still runs. */
+export function relayWhole (reply: RelayReply & { raw: { end: (body: Buffer) => unknown } }, statusCode: number, headers: OutgoingHttpHeaders, body: Buffer): void {
+  takeOver(reply, statusCode, headers)
+  reply.raw.end(body)
+}
+
+/** The head, with what hooks set on the reply, written past Fastify's send; the reply is the caller's from here. */
+function takeOver (reply: RelayReply, statusCode: number, headers: OutgoingHttpHeaders): void {
+  reply.raw.writeHead(statusCode, { ...reply.getHeaders(), ...headers } as OutgoingHttpHeaders)
+  reply.hijack()
 }

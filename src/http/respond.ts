@@ -7,7 +7,7 @@ import { isClientGone, kindOf, toUpstreamError, type UpstreamErrorKind } from '.
 import type { UpstreamResponse } from '../upstream/fetch.js'
 import { clientResponseHeaders } from '../upstream/headers.js'
 import { concatenated, readLimited } from '../upstream/transport/body-io.js'
-import { relayBody } from './relay.js'
+import { relayBody, relayWhole } from './relay.js'
 
 /** Largest tags/list body renamed in memory; a larger one passes as it is. */
 const LISTING_LIMIT = 4 * 1024 * 1024
@@ -61,9 +61,7 @@ export async function respond (request: FastifyRequest, reply: FastifyReply, tar
     }
     const { head, rest } = read
     if (rest === undefined) {
-      reply.hijack()
-      reply.raw.writeHead(statusCode, { ...reply.getHeaders(), ...headers } as OutgoingHttpHeaders)
-      reply.raw.end(head)
+      relayWhole(reply, statusCode, headers, head)
       return reply
     }
     return reply.code(statusCode).headers(headers).send(Readable.from(concatenated(head, rest)))

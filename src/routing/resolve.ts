@@ -62,10 +62,6 @@ export class Router {
     for (const mirror of options.mirrors ?? []) this.#mirrors.set(canonicalMirrorHost(mirror.host), mirror)
   }
 
-  get mirrors (): readonly Mirror[] {
-    return [...this.#mirrors.values()]
-  }
-
   /**
    * With no default registry, bare names that reach no registry are Docker Hub names when docker.io
    * is mirrored: Docker's `registry-mirrors` sends `/v2/library/nginx/…` and names no registry.

@@ -2,6 +2,8 @@ import { IncomingMessage, type IncomingHttpHeaders } from 'node:http'
 import { finished, type Readable, type Writable } from 'node:stream'
 import type { BodyDestination } from './types.js'
 
+const noop = (): void => {}
+
 /** The destination of a body closed before the body ended. */
 export function clientGone (): Error {
   return Object.assign(new Error('the client went away'), { code: 'ECLIENTGONE' })
@@ -18,7 +20,7 @@ export async function writeChunks (chunks: AsyncIterable<Buffer>, destination: B
   try {
     for await (const chunk of chunks) {
       if (closed && !destination.writableFinished) throw clientGone()
-      if (!destination.write(chunk, () => {})) await drained(destination)
+      if (!destination.write(chunk, noop)) await drained(destination)
     }
     destination.end()
   } finally {
